@@ -47,4 +47,3 @@ type Decision struct {
 	// (RFC 6750), precomputed where possible; "" when Allowed.
 	WWWAuthenticate string
 }
-

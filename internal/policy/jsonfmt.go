@@ -82,4 +82,3 @@ func appendJSONString(b, s []byte) []byte {
 	}
 	return append(b, '"')
 }
-
