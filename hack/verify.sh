@@ -3,7 +3,7 @@
 # generate`, which regenerate them in place) or Go files are not gofmt'ed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-generated=(api config/crd config/rbac config/webhook)
+generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac config/webhook)
 [[ -d charts/claimguard/crds ]] && generated+=(charts/claimguard)
 status=0
 if ! git diff --quiet -- "${generated[@]}"; then
