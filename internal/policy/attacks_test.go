@@ -279,3 +279,24 @@ func TestAttackMalformedStructure(t *testing.T) {
 		expectReason(t, p, s.token(t, map[string]any{"alg": "ES256"}, claims()), AlgNotAllowed)
 	})
 }
+
+func TestEmptyKidIsNoKid(t *testing.T) {
+	p := attackPolicy(t)
+	k := fixtures()
+	if d := p.Decide(bearer(signer{"ES256", k.ec, ""}.token(t, map[string]any{"kid": ""}, claims()))); !d.Allowed {
+		t.Errorf("empty kid: %+v", d)
+	}
+}
+
+func TestNilRequest(t *testing.T) {
+	if d := attackPolicy(t).Decide(nil); d.Reason != TokenMissing {
+		t.Errorf("nil request: %+v", d)
+	}
+}
+
+func TestPolicyNotFoundDecision(t *testing.T) {
+	d := PolicyNotFoundDecision("no policy shop/x")
+	if d.Allowed || d.Status != 403 || d.Reason != PolicyNotFound || d.WWWAuthenticate != "" {
+		t.Errorf("decision = %+v", d)
+	}
+}

@@ -62,8 +62,9 @@ type CacheOptions struct {
 // CacheStats are the cache's counters.
 type CacheStats struct {
 	// Hits and Misses count lookups; Evictions counts entries dropped to stay
-	// within bounds or because they expired.
-	Hits, Misses, Evictions uint64
+	// within bounds or because they expired; Collapsed counts misses answered
+	// by a verification another request was already running.
+	Hits, Misses, Evictions, Collapsed uint64
 	// Size is the number of entries; Bytes their approximate memory.
 	Size  int
 	Bytes int64
@@ -76,6 +77,7 @@ type cacheShard struct {
 	hits      atomic.Uint64
 	misses    atomic.Uint64
 	evictions atomic.Uint64
+	collapsed atomic.Uint64
 	_         [64]byte // keep shards' hot counters on separate cache lines
 }
 
@@ -284,6 +286,7 @@ func (c *Cache) Stats() CacheStats {
 		st.Hits += s.hits.Load()
 		st.Misses += s.misses.Load()
 		st.Evictions += s.evictions.Load()
+		st.Collapsed += s.collapsed.Load()
 		s.mu.RLock()
 		st.Size += len(s.m)
 		st.Bytes += s.bytes
@@ -307,12 +310,23 @@ func (p *Policy) decideCached(tok string) Decision {
 // It is a separate function so that the closure's capture of d does not move
 // d to the heap on the hit path.
 func (p *Policy) decideMiss(tok string, d [32]byte) Decision {
+	leader := false
 	v, _, _ := p.cache.group.Do(string(d[:]), func() (any, error) {
+		leader = true
+		if testHookVerify != nil {
+			testHookVerify()
+		}
 		o := p.verify(tok, nil)
 		if o.cacheable {
 			p.cache.put(&d, &o, p.clock().UnixNano())
 		}
 		return &o, nil
 	})
+	if !leader {
+		p.cache.shard(&d).collapsed.Add(1)
+	}
 	return p.finish(v.(*outcome), nil)
 }
+
+// testHookVerify, when set by a test, runs before each collapsed verification.
+var testHookVerify func()

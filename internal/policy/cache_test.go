@@ -206,28 +206,40 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 	c := NewCache(100)
 	clk := newClock(testNow)
-	var verifies atomic.Int32
-	spec := baseSpec()
-	// A rule that counts its runs: it runs once per actual verification.
-	p := mustCompile(t, spec, cachedOptions(c, clk))
+	p := mustCompile(t, baseSpec(), cachedOptions(c, clk))
 	req := bearer(fixtures().signer("RS256").token(t, nil, claims()))
+	var verifies atomic.Int32
+	release := make(chan struct{})
+	testHookVerify = func() {
+		verifies.Add(1)
+		<-release
+	}
+	defer func() { testHookVerify = nil }()
+	const n = 16
 	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 16; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
 			if d := p.Decide(req); !d.Allowed {
 				t.Errorf("decision = %+v", d)
 			}
-			verifies.Add(1)
 		}()
 	}
-	close(start)
+	// Hold the first verification until every request has missed and had
+	// time to join it.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Stats().Misses < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
 	wg.Wait()
 	st := c.Stats()
-	if st.Size != 1 || st.Hits+st.Misses != 16 {
+	if got := verifies.Load(); got != 1 {
+		t.Errorf("%d verifications for %d concurrent requests, want 1", got, n)
+	}
+	if st.Misses != n || st.Collapsed != n-1 || st.Size != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 }

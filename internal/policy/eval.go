@@ -144,23 +144,16 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 		}
 		return deny(dPayloadJSON)
 	}
-	var exp, nbf, iat timeClaim
-	for _, tc := range [...]struct {
-		name string
-		dst  *timeClaim
-	}{{"exp", &exp}, {"nbf", &nbf}, {"iat", &iat}} {
-		n := pl.member(0, tc.name)
-		if n < 0 {
-			continue
+	// Three calls rather than a loop over pointers: taking the addresses
+	// would move the claims to the heap.
+	exp, okExp := readTime(pl, "exp")
+	nbf, okNbf := readTime(pl, "nbf")
+	iat, okIat := readTime(pl, "iat")
+	if !okExp || !okNbf || !okIat {
+		if tr != nil {
+			tr.add("payload", false, "a time claim (exp, nbf or iat) is not a number")
 		}
-		v, ok := jsonNumberValue(pl, n)
-		if !ok {
-			if tr != nil {
-				tr.add("payload", false, "%q is not a number", tc.name)
-			}
-			return deny(dTimeType)
-		}
-		*tc.dst = timeClaim{ok: true, sec: v}
+		return deny(dTimeType)
 	}
 	issN := pl.member(0, "iss")
 	if issN >= 0 && pl.nodes[issN].kind != jsonString {
@@ -240,7 +233,10 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 	}
 	st.input = append(st.input[:0], tok[:d2]...)
 	algName := algNames[alg]
-	if kidN >= 0 {
+	// An empty kid names nothing (a JWK cannot have one), so it is treated
+	// like an absent kid rather than as an unknown one that would trigger a
+	// remote refresh.
+	if kidN >= 0 && hdr.nodes[kidN].sLen > 0 {
 		kid := string(hdr.strVal(kidN))
 		k := set.Lookup(kid)
 		if k == nil && is.remote != nil {
@@ -410,6 +406,20 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 	}
 	o.headers = p.forwardHeadersFor(pl, tr)
 	return o
+}
+
+// readTime reads a NumericDate claim; ok is false when it is present but not
+// a representable number.
+func readTime(pl *jsonDoc, name string) (timeClaim, bool) {
+	n := pl.member(0, name)
+	if n < 0 {
+		return timeClaim{}, true
+	}
+	v, ok := jsonNumberValue(pl, n)
+	if !ok {
+		return timeClaim{}, false
+	}
+	return timeClaim{ok: true, sec: v}, true
 }
 
 // keySet returns the issuer's current key set, or why there is none.

@@ -13,7 +13,7 @@ func (d *jsonDoc) forwardValue(n int32) []byte {
 	case jsonString:
 		return d.strVal(n)
 	case jsonArray:
-		var b []byte
+		b := make([]byte, 0, d.nodes[n].end-d.nodes[n].start)
 		for e := d.nodes[n].first; e >= 0; e = d.nodes[e].next {
 			if e != d.nodes[n].first {
 				b = append(b, ',')

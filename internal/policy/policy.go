@@ -239,6 +239,9 @@ func (p *Policy) Explain(r *Request) (Decision, *Trace) {
 
 // decide is Decide and Explain: tr is nil for Decide.
 func (p *Policy) decide(r *Request, tr *Trace) Decision {
+	if r == nil {
+		r = &Request{}
+	}
 	if p.public.match(r) {
 		if tr != nil {
 			tr.add("public_path", true, "%s is a public path: the token is not looked at", shorten([]byte(r.Path)))
@@ -308,6 +311,14 @@ func (p *Policy) finish(o *outcome, tr *Trace) Decision {
 		return Decision{Allowed: true, Status: http.StatusOK, Reason: o.reason, Description: desc, Audit: true}
 	}
 	return Decision{Status: o.reason.Status(), Reason: o.reason, Description: desc, WWWAuthenticate: o.challenge}
+}
+
+// PolicyNotFoundDecision is the answer for a request to a policy that does
+// not exist or does not compile: 403, fail closed. description says which
+// (it is for logs; the contract sends no WWW-Authenticate challenge, since no
+// token was judged).
+func PolicyNotFoundDecision(description string) Decision {
+	return Decision{Status: PolicyNotFound.Status(), Reason: PolicyNotFound, Description: description}
 }
 
 // Static denials.
