@@ -277,7 +277,7 @@ func newHMACPools(secret []byte) *[3]sync.Pool {
 	news := [3]func() hash.Hash{sha256.New, sha512.New384, sha512.New}
 	for i := range pools {
 		h := news[i]
-		pools[i].New = func() any { return hmac.New(h, secret) }
+		pools[i].New = func() any { return &hmacState{mac: hmac.New(h, secret)} }
 	}
 	return pools
 }

@@ -78,18 +78,15 @@ func VerifySignature(alg string, key *Key, signingInput, sig []byte) error {
 		if len(sig) != pub.Size() {
 			return ErrSignatureInvalid
 		}
-		var buf [sha512.Size]byte
-		digest := sum(info.hash, signingInput, &buf)
-		var err error
-		if info.fam == famRSAPKCS1 {
-			err = rsa.VerifyPKCS1v15(pub, info.hash, digest, sig)
-		} else {
-			err = rsa.VerifyPSS(pub, info.hash, digest, sig, pssOptions[info.hash])
+		if verifyDigest(info, signingInput, func(digest []byte) bool {
+			if info.fam == famRSAPKCS1 {
+				return rsa.VerifyPKCS1v15(pub, info.hash, digest, sig) == nil
+			}
+			return rsa.VerifyPSS(pub, info.hash, digest, sig, pssOptions[info.hash]) == nil
+		}) {
+			return nil
 		}
-		if err != nil {
-			return ErrSignatureInvalid
-		}
-		return nil
+		return ErrSignatureInvalid
 	case famECDSA:
 		pub, ok := key.Public.(*ecdsa.PublicKey)
 		if !ok {
@@ -104,13 +101,11 @@ func VerifySignature(alg string, key *Key, signingInput, sig []byte) error {
 		if !inRange(rb, order) || !inRange(sb, order) {
 			return ErrSignatureInvalid
 		}
-		var buf [sha512.Size]byte
-		digest := sum(info.hash, signingInput, &buf)
 		r, s := new(big.Int).SetBytes(rb), new(big.Int).SetBytes(sb)
-		if !ecdsa.Verify(pub, digest, r, s) {
-			return ErrSignatureInvalid
+		if verifyDigest(info, signingInput, func(digest []byte) bool { return ecdsa.Verify(pub, digest, r, s) }) {
+			return nil
 		}
-		return nil
+		return ErrSignatureInvalid
 	case famEdDSA:
 		pub, ok := key.Public.(ed25519.PublicKey)
 		if !ok {
@@ -137,19 +132,25 @@ func VerifySignature(alg string, key *Key, signingInput, sig []byte) error {
 // hmacEqual computes the MAC with a pooled keyed state when the key has one (parsed keys do) and
 // compares it with sig in constant time.
 func hmacEqual(key *Key, secret []byte, info algInfo, signingInput, sig []byte) bool {
-	var buf [sha512.Size]byte
 	if key.hmacPools == nil {
 		mac := hmac.New(hashConstructor(info.hash), secret)
 		mac.Write(signingInput)
-		return hmac.Equal(mac.Sum(buf[:0]), sig)
+		return hmac.Equal(mac.Sum(nil), sig)
 	}
 	pool := &key.hmacPools[info.slot]
-	mac := pool.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write(signingInput)
-	ok := hmac.Equal(mac.Sum(buf[:0]), sig)
-	pool.Put(mac)
+	st := pool.Get().(*hmacState)
+	st.mac.Reset()
+	st.mac.Write(signingInput)
+	ok := hmac.Equal(st.mac.Sum(st.out[:0]), sig)
+	pool.Put(st)
 	return ok
+}
+
+// hmacState is a pooled keyed MAC with its own output buffer, so a verification allocates
+// nothing.
+type hmacState struct {
+	mac hash.Hash
+	out [sha512.Size]byte
 }
 
 // inRange reports whether the fixed-size big-endian integer v satisfies 0 < v < order. Both
@@ -165,18 +166,18 @@ func inRange(v, order []byte) bool {
 	return !zero && bytes.Compare(v, order) < 0
 }
 
-// sum hashes data into buf without allocating.
-func sum(h crypto.Hash, data []byte, buf *[sha512.Size]byte) []byte {
-	switch h {
+// verifyDigest hashes data with the algorithm's hash into a stack array and hands it to check.
+func verifyDigest(info algInfo, data []byte, check func(digest []byte) bool) bool {
+	switch info.hash {
 	case crypto.SHA256:
 		d := sha256.Sum256(data)
-		return buf[:copy(buf[:], d[:])]
+		return check(d[:])
 	case crypto.SHA384:
 		d := sha512.Sum384(data)
-		return buf[:copy(buf[:], d[:])]
+		return check(d[:])
 	default:
 		d := sha512.Sum512(data)
-		return buf[:copy(buf[:], d[:])]
+		return check(d[:])
 	}
 }
 
