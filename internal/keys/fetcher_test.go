@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -663,7 +664,10 @@ func TestFetcherSharesSourcesAndViews(t *testing.T) {
 		with(jwkOf(t, &testP256().PublicKey), "kid", "e1", "alg", "ES256"),
 	)
 	p.set("/jwks", response{body: string(doc)})
-	f, clock := newTestFetcher(t, p, nil)
+	var lastEvent atomic.Pointer[RefreshEvent]
+	f, clock := newTestFetcher(t, p, func(o *FetcherOptions) {
+		o.Observer = ObserverFunc(func(ev RefreshEvent) { lastEvent.Store(&ev) })
+	})
 	ref := SourceRef{URI: p.url("/jwks")}
 	a, _ := f.Source(ref, ParseOptions{Algorithms: []string{"RS256"}})
 	a2, _ := f.Source(ref, ParseOptions{Algorithms: []string{"RS256", "RS256"}})
@@ -698,6 +702,16 @@ func TestFetcherSharesSourcesAndViews(t *testing.T) {
 	f.runDue(true)
 	if again, _ := a.Current(); again != setA {
 		t.Error("an unchanged document replaced the Set")
+	}
+	// The observer sees the keys skipped by any view, once each.
+	ev := lastEvent.Load()
+	var skippedKIDs []string
+	for _, s := range ev.Skipped {
+		skippedKIDs = append(skippedKIDs, s.KID)
+	}
+	slices.Sort(skippedKIDs)
+	if ev.Err != nil || ev.Keys != 2 || !slices.Equal(skippedKIDs, []string{"e1", "r1"}) {
+		t.Errorf("observer event: err %v, keys %d, skipped %v; want nil, 2, [e1 r1]", ev.Err, ev.Keys, skippedKIDs)
 	}
 }
 

@@ -56,8 +56,11 @@ func (s Skipped) String() string {
 // reason on one line, e.g. `keys[2] (kid "a1"): RSA key is 1024 bits, at least 2048 are
 // required`, and is fit to become a field error message.
 type KeyError struct {
-	Index  int
-	KID    string
+	// Index is the key's position in the document's "keys" array.
+	Index int
+	// KID is the key's kid ("" when it has none or it is not a string).
+	KID string
+	// Reason says why the key is refused, without key material.
 	Reason string
 }
 
