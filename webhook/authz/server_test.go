@@ -1,7 +1,7 @@
 package authz
 
 import (
-		"context"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
