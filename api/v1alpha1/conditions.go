@@ -27,6 +27,8 @@ const (
 	ReasonKeysUnavailable = "KeysUnavailable"
 	// ReasonKeysStale: a refresh failed and the last good keys are served.
 	ReasonKeysStale = "KeysStale"
+	// ReasonKeysLoading: a remote key set is being fetched for the first time.
+	ReasonKeysLoading = "KeysLoading"
 	// ReasonSecretNotFound: a secretRef names a Secret or key that does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonWired: every selected Ingress and HTTPRoute is wired.
@@ -38,6 +40,9 @@ const (
 	// ReasonUnsupportedIngressClass: a selected Ingress belongs to an
 	// ingress controller claimguard cannot wire.
 	ReasonUnsupportedIngressClass = "UnsupportedIngressClass"
+	// ReasonMiddlewareCRDMissing: a selected Ingress is served by Traefik, but Traefik's
+	// Middleware CRD (traefik.io/v1alpha1) is not installed, so it cannot be wired.
+	ReasonMiddlewareCRDMissing = "MiddlewareCRDMissing"
 	// ReasonConflictingPolicy: another policy owns some selected objects.
 	ReasonConflictingPolicy = "ConflictingPolicy"
 	// ReasonNoConflict: no other policy selects the same objects.

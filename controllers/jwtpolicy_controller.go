@@ -1,0 +1,686 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/keys"
+	"github.com/claimguard/claimguard/internal/policy"
+	"github.com/claimguard/claimguard/internal/store"
+)
+
+// +kubebuilder:rbac:groups=auth.claimguard.dev,resources=jwtpolicies,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=auth.claimguard.dev,resources=jwtpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.claimguard.dev,resources=jwtpolicies/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=traefik.io,resources=middlewares,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// JWTPolicyReconciler writes a JWTPolicy's status (conditions, keys, boundIngresses) and wires
+// the Ingresses it owns to the forward-auth endpoint. It runs on the leader only; the
+// SnapshotBuilder it shares compiled policies with runs on every replica.
+type JWTPolicyReconciler struct {
+	client.Client
+	// Cache reads Traefik Middlewares (unstructured, informer created on first use).
+	Cache client.Reader
+	// Builder compiles policies; the reconciler reads status from the very compile it serves.
+	Builder *SnapshotBuilder
+	// Recorder emits Events on the policy.
+	Recorder events.EventRecorder
+	// Wiring says where the auth Service is and which controllers are wired.
+	Wiring WiringOptions
+	// CRD reports whether Traefik's Middleware CRD is served.
+	CRD *MiddlewareCRD
+	// Clock is injected so tests control condition times; nil: the real clock.
+	Clock clock.PassiveClock
+	// Timing bounds the requeue intervals.
+	Timing Timing
+	// MaxConcurrentReconciles is the number of policies reconciled at once (default 4).
+	MaxConcurrentReconciles int
+
+	queue      *Enqueuer
+	controller controller.Controller
+}
+
+// scope is what one pass knows about a policy and its namespace.
+type scope struct {
+	policy   *authv1alpha1.JWTPolicy
+	compiled *Compiled
+	now      time.Time
+
+	own       *ownership
+	classes   *classifier
+	ingresses []networkingv1.Ingress
+	selector  labels.Selector
+	selErr    error
+
+	owned   []*networkingv1.Ingress // selected and owned by this policy
+	release []*networkingv1.Ingress // wired to this policy but no longer its own
+	lost    []string                // "ingress (JWTPolicy winner)" for the Conflict message
+}
+
+// Reconcile brings one JWTPolicy's status and wiring up to date.
+func (r *JWTPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	p := &authv1alpha1.JWTPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, p)
+	}
+	if !controllerutil.ContainsFinalizer(p, Finalizer) {
+		// The update event of this patch starts the next pass.
+		orig := p.DeepCopy()
+		controllerutil.AddFinalizer(p, Finalizer)
+		return ctrl.Result{}, r.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	}
+
+	orig := p.DeepCopy()
+	defer func() {
+		if retErr == nil {
+			p.Status.ObservedGeneration = p.Generation
+		}
+		if err := r.patchStatus(ctx, orig, p); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	compiled, err := r.Builder.Ensure(ctx, p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s := &scope{policy: p, compiled: compiled, now: r.clock().Now()}
+	res := r.reconcileKeys(ctx, s)
+	errs := []error{
+		r.reconcileConflicts(ctx, s),
+		r.reconcileIngresses(ctx, s),
+	}
+	compileErr := ""
+	if len(compiled.Errors) > 0 {
+		compileErr = errorSummary(compiled.Errors, maxMessage)
+	}
+	summarizeReady(p, s.now, compileErr)
+	return res, errors.Join(errs...)
+}
+
+func (r *JWTPolicyReconciler) clock() clock.PassiveClock {
+	if r.Clock == nil {
+		return clock.RealClock{}
+	}
+	return r.Clock
+}
+
+// patchStatus writes the status once, and not at all when nothing changed.
+func (r *JWTPolicyReconciler) patchStatus(ctx context.Context, orig, p *authv1alpha1.JWTPolicy) error {
+	if equality.Semantic.DeepEqual(orig.Status, p.Status) {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Writing status", "JWTPolicy", klog.KObj(p))
+	if err := r.Status().Patch(ctx, p, client.MergeFrom(orig)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("write status: %w", err)
+	}
+	r.conditionEvents(orig, p)
+	return nil
+}
+
+// conditionEvents emits a Warning when a condition turns bad (False, or Conflict True), and a
+// Normal event when Ready turns True.
+func (r *JWTPolicyReconciler) conditionEvents(orig, p *authv1alpha1.JWTPolicy) {
+	if r.Recorder == nil {
+		return
+	}
+	for _, c := range p.Status.Conditions {
+		bad := metav1.ConditionFalse
+		if c.Type == authv1alpha1.ConditionConflict {
+			bad = metav1.ConditionTrue
+		}
+		old := getCondition(orig.Status.Conditions, c.Type)
+		changed := old == nil || old.Status != c.Status || old.Reason != c.Reason
+		switch {
+		case !changed:
+		case c.Status == bad:
+			r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s: %s", c.Type, c.Message)
+		case c.Type == authv1alpha1.ConditionReady && c.Status == metav1.ConditionTrue:
+			r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, c.Reason, "Reconcile", "the policy is enforced")
+		}
+	}
+}
+
+// reconcileKeys reports every issuer's key set in status.keys and the KeysLoaded condition,
+// and says when to look again: soon while a remote set is loading or failing, else at the
+// resync interval (refresh events of the Fetcher usually come first).
+func (r *JWTPolicyReconciler) reconcileKeys(_ context.Context, s *scope) ctrl.Result {
+	p, t := s.policy, r.Timing.withDefaults()
+	if len(s.compiled.Errors) > 0 {
+		p.Status.Keys = nil
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionUnknown, authv1alpha1.ReasonInvalidSpec,
+			"the policy does not compile, so no keys are loaded (see Ready)")
+		return ctrl.Result{}
+	}
+	var (
+		missing, unavailable, loading, stale []string
+		remote                               bool
+	)
+	statuses := s.compiled.Policy.KeyStatus()
+	p.Status.Keys = make([]authv1alpha1.IssuerKeys, 0, len(statuses))
+	for _, ks := range statuses {
+		ik := authv1alpha1.IssuerKeys{Issuer: ks.Issuer, Skipped: int32(len(ks.Skipped))}
+		kids := ks.KIDs
+		if len(kids) > maxStatusKIDs {
+			kids = kids[:maxStatusKIDs]
+		}
+		ik.Kids = slices.Clone(kids)
+		if !ks.LastRefresh.IsZero() {
+			t := metav1.NewTime(ks.LastRefresh).Rfc3339Copy()
+			ik.LastRefresh = &t
+		}
+		var msgs []string
+		if ks.Err != nil {
+			msgs = append(msgs, ks.Err.Error())
+		}
+		if len(ks.KIDs) > maxStatusKIDs {
+			msgs = append(msgs, fmt.Sprintf("%d keys, the first %d listed", len(ks.KIDs), maxStatusKIDs))
+		}
+		if len(ks.Skipped) > 0 {
+			sk := make([]string, 0, len(ks.Skipped))
+			for _, k := range ks.Skipped {
+				sk = append(sk, fmt.Sprintf("keys[%d] (kid %q): %s", k.Index, k.KID, k.Reason))
+			}
+			msgs = append(msgs, "skipped "+listNames(sk))
+		}
+		ik.Message = truncate(strings.Join(msgs, "; "), maxMessage)
+		p.Status.Keys = append(p.Status.Keys, ik)
+
+		remote = remote || ks.Source == "uri" || ks.Source == "discovery"
+		label := fmt.Sprintf("issuer %q", ks.Issuer)
+		if ks.Err != nil {
+			label += ": " + ks.Err.Error()
+		}
+		switch {
+		case !ks.Loaded && errors.Is(ks.Err, policy.ErrSecretNotFound):
+			missing = append(missing, label)
+		case !ks.Loaded && errors.Is(ks.Err, keys.ErrNotLoaded):
+			loading = append(loading, fmt.Sprintf("issuer %q", ks.Issuer))
+		case !ks.Loaded:
+			unavailable = append(unavailable, label)
+		case ks.Stale:
+			stale = append(stale, label)
+		}
+	}
+	res := ctrl.Result{}
+	if remote {
+		res.RequeueAfter = t.Resync
+	}
+	switch {
+	case len(missing) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionFalse, authv1alpha1.ReasonSecretNotFound,
+			"create the Secret or add the key; until then requests for these issuers are denied with keys_unavailable: "+listNames(missing))
+	case len(unavailable) > 0:
+		res.RequeueAfter = t.KeyRecheck
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionFalse, authv1alpha1.ReasonKeysUnavailable,
+			"key sets never loaded, requests for these issuers are denied with keys_unavailable: "+listNames(unavailable))
+	case len(loading) > 0:
+		res.RequeueAfter = t.KeyRecheck
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionUnknown, authv1alpha1.ReasonKeysLoading,
+			"fetching the key sets of "+listNames(loading))
+	case len(stale) > 0:
+		res.RequeueAfter = t.KeyRecheck
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionTrue, authv1alpha1.ReasonKeysStale,
+			"refresh failed, the last keys loaded are still used: "+listNames(stale))
+	default:
+		setCondition(p, s.now, authv1alpha1.ConditionKeysLoaded, metav1.ConditionTrue, authv1alpha1.ReasonKeysLoaded, "")
+	}
+	return res
+}
+
+// loadNamespace reads the policies, Ingresses and IngressClasses a pass decides with.
+func (r *JWTPolicyReconciler) loadNamespace(ctx context.Context, namespace string) (*ownership, []networkingv1.Ingress, *classifier, error) {
+	var pols authv1alpha1.JWTPolicyList
+	if err := r.List(ctx, &pols, client.InNamespace(namespace)); err != nil {
+		return nil, nil, nil, fmt.Errorf("list JWTPolicies: %w", err)
+	}
+	var ings networkingv1.IngressList
+	if err := r.List(ctx, &ings, client.InNamespace(namespace)); err != nil {
+		return nil, nil, nil, fmt.Errorf("list Ingresses: %w", err)
+	}
+	var classes networkingv1.IngressClassList
+	if err := r.List(ctx, &classes); err != nil {
+		return nil, nil, nil, fmt.Errorf("list IngressClasses: %w", err)
+	}
+	slices.SortFunc(ings.Items, func(a, b networkingv1.Ingress) int { return strings.Compare(a.Name, b.Name) })
+	return newOwnership(pols.Items), ings.Items, newClassifier(r.Wiring, classes.Items), nil
+}
+
+// reconcileConflicts decides which selected Ingresses this policy owns and reports the ones
+// an older policy owns in the Conflict condition.
+func (r *JWTPolicyReconciler) reconcileConflicts(ctx context.Context, s *scope) error {
+	p := s.policy
+	own, ings, classes, err := r.loadNamespace(ctx, p.Namespace)
+	if err != nil {
+		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "could not read the namespace: "+err.Error())
+		return err
+	}
+	s.own, s.ingresses, s.classes = own, ings, classes
+	s.selector, s.selErr = ingressSelector(p)
+	for i := range ings {
+		ing := &ings[i]
+		owner := own.owner(ing)
+		selected := s.selErr == nil && s.selector.Matches(labels.Set(ing.Labels))
+		switch {
+		case owner != nil && owner.UID == p.UID:
+			s.owned = append(s.owned, ing)
+		case selected && owner != nil:
+			s.lost = append(s.lost, fmt.Sprintf("%s (JWTPolicy %s)", ing.Name, owner.Name))
+		}
+		if wiredTo(ing) == p.Name && (owner == nil || owner.UID != p.UID) {
+			s.release = append(s.release, ing)
+		}
+	}
+	if len(s.lost) > 0 {
+		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy,
+			fmt.Sprintf("%s selected by this policy %s guarded by an older policy, which wins (oldest creationTimestamp, then name); narrow spec.ingressSelector of one of them: %s",
+				plural(len(s.lost), "Ingress", "Ingresses"), isAre(len(s.lost)), listNames(s.lost)))
+	} else {
+		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionFalse, authv1alpha1.ReasonNoConflict, "")
+	}
+	return nil
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// reconcileIngresses wires the Ingresses this policy owns, hands over or unwires the ones it
+// no longer owns, keeps its Traefik Middleware only while it is used, and reports the
+// IngressesWired condition and boundIngresses.
+func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) error {
+	p := s.policy
+	if s.own == nil {
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "the namespace could not be read")
+		return nil
+	}
+	var (
+		errs                          []error
+		failed, unsupported, noCRD    []string
+		bound                         int32
+		needMiddleware, middlewareErr bool
+	)
+	traefik, err := r.CRD.Served(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ing := range s.owned {
+		cl := s.classes.classify(ing)
+		switch {
+		case cl.kind == kindUnsupported:
+			unsupported = append(unsupported, fmt.Sprintf("%s: %s", ing.Name, cl.problem))
+		case cl.kind == kindTraefik && !traefik:
+			// Left as it is: a reference to a Middleware that no longer exists keeps the
+			// route closed, removing it would open the route.
+			noCRD = append(noCRD, ing.Name)
+			continue
+		case cl.kind == kindTraefik:
+			needMiddleware = true
+			if middlewareErr {
+				continue
+			}
+			if err := r.ensureMiddleware(ctx, p); err != nil {
+				middlewareErr = true
+				failed = append(failed, fmt.Sprintf("%s: %v", ing.Name, err))
+				errs = append(errs, err)
+				continue
+			}
+		}
+		changed, err := r.applyWiring(ctx, p, ing, cl.kind)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", ing.Name, err))
+			errs = append(errs, err)
+			continue
+		}
+		if cl.kind == kindUnsupported {
+			if changed {
+				r.event(p, ing, corev1.EventTypeWarning, "Unwired", "Unwire", "Ingress %s is no longer wired: %s", ing.Name, cl.problem)
+			}
+			continue
+		}
+		bound++
+		if changed {
+			r.event(p, ing, corev1.EventTypeNormal, "Wired", "Wire", "Ingress %s now checks requests at %s", ing.Name, r.Wiring.AuthURL(p.Namespace, p.Name))
+		}
+	}
+	if err := r.releaseIngresses(ctx, p, s.own, s.classes, s.release, traefik); err != nil {
+		errs = append(errs, err)
+	}
+	// Only once no Ingress refers to the Middleware any more (the releases above succeeded).
+	if traefik && !needMiddleware && len(errs) == 0 {
+		if err := r.deleteMiddleware(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.Status.BoundIngresses = bound
+
+	switch {
+	case s.selErr != nil:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonInvalidSpec,
+			s.selErr.Error()+"; fix the selector, until then the policy selects no Ingress")
+	case len(failed) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed,
+			fmt.Sprintf("could not wire %s (retrying): %s", plural(len(failed), "Ingress", "Ingresses"), listNames(failed)))
+	case len(noCRD) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonMiddlewareCRDMissing,
+			fmt.Sprintf("%s served by Traefik, but the Middleware CRD (middlewares.traefik.io, v1alpha1) is not installed; install Traefik's CRDs and the %s will be wired: %s",
+				plural(len(noCRD), "Ingress is", "Ingresses are"), pick(len(noCRD), "Ingress", "Ingresses"), listNames(noCRD)))
+	case len(unsupported) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonUnsupportedIngressClass,
+			fmt.Sprintf("%s cannot be wired and %s NOT guarded; use an ingress-nginx or Traefik IngressClass (or add the controller name with --nginx-controller-names / --traefik-controller-names): %s",
+				plural(len(unsupported), "Ingress", "Ingresses"), isAre(len(unsupported)), listNames(unsupported)))
+	case len(s.owned) == 0 && len(s.lost) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired,
+			fmt.Sprintf("no Ingress wired: every selected Ingress belongs to an older policy (see Conflict)"))
+	case len(s.owned) == 0:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected,
+			fmt.Sprintf("spec.ingressSelector matches no Ingress in namespace %s", p.Namespace))
+	default:
+		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired,
+			fmt.Sprintf("%s wired to %s", plural(int(bound), "Ingress", "Ingresses"), r.Wiring.AuthURL(p.Namespace, p.Name)))
+	}
+	return errors.Join(errs...)
+}
+
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// releaseIngresses passes Ingresses wired to p that p no longer owns to their new owner, in
+// one apply that replaces p's wiring with the owner's (so the Ingress is never unwired), or
+// unwires them when no policy selects them any more.
+func (r *JWTPolicyReconciler) releaseIngresses(ctx context.Context, p *authv1alpha1.JWTPolicy, own *ownership, classes *classifier, ings []*networkingv1.Ingress, traefik bool) error {
+	log := ctrl.LoggerFrom(ctx)
+	var errs []error
+	for _, ing := range ings {
+		next := own.owner(ing)
+		cl := classes.classify(ing)
+		if next != nil && cl.kind == kindTraefik {
+			if !traefik {
+				continue // as above: leave a Traefik route closed rather than open it
+			}
+			if err := r.ensureMiddleware(ctx, next); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if next != nil {
+			log.V(1).Info("Handing Ingress over", "Ingress", klog.KObj(ing), "from", p.Name, "to", next.Name)
+		} else {
+			log.V(1).Info("Unwiring Ingress", "Ingress", klog.KObj(ing))
+		}
+		if _, err := r.applyWiring(ctx, next, ing, cl.kind); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if next != nil {
+			r.event(p, ing, corev1.EventTypeNormal, "HandedOver", "Unwire", "Ingress %s is now guarded by JWTPolicy %s", ing.Name, next.Name)
+			r.event(next, ing, corev1.EventTypeNormal, "Wired", "Wire", "Ingress %s taken over from JWTPolicy %s", ing.Name, p.Name)
+		} else {
+			r.event(p, ing, corev1.EventTypeNormal, "Unwired", "Unwire", "Ingress %s is no longer guarded by this policy", ing.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyWiring makes ing carry owner's wiring (owner nil: none) with one server-side apply of
+// claimguard's complete annotation set, when it does not already. It reports whether it wrote.
+func (r *JWTPolicyReconciler) applyWiring(ctx context.Context, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind ingressKind) (bool, error) {
+	owned := ownedAnnotations(ing)
+	want := desiredAnnotations(r.Wiring, owner, ing, kind, owned)
+	if !needsApply(ing, want, owned) {
+		return false, nil
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Applying Ingress annotations", "Ingress", klog.KObj(ing), "annotations", len(want))
+	ac := networkingv1ac.Ingress(ing.Name, ing.Namespace).WithAnnotations(want)
+	// Force: these annotations are claimguard's on a selected Ingress; a user value is
+	// replaced, and given back to nobody when claimguard lets go (documented).
+	if err := r.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("apply wiring to Ingress %s/%s: %w", ing.Namespace, ing.Name, err)
+	}
+	return true, nil
+}
+
+// ensureMiddleware creates or updates the Traefik Middleware of p.
+func (r *JWTPolicyReconciler) ensureMiddleware(ctx context.Context, p *authv1alpha1.JWTPolicy) error {
+	want := desiredMiddleware(r.Wiring, p)
+	cur := &unstructured.Unstructured{}
+	cur.SetGroupVersionKind(MiddlewareGVK)
+	err := r.Cache.Get(ctx, client.ObjectKeyFromObject(want), cur)
+	switch {
+	case apierrors.IsNotFound(err):
+		cur = nil
+	case err != nil:
+		return fmt.Errorf("read Middleware %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+	}
+	if middlewareUpToDate(cur, want) {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Applying Traefik Middleware", "Middleware", klog.KObj(want))
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply Middleware %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+	}
+	return nil
+}
+
+// deleteMiddleware removes p's Middleware when it exists.
+func (r *JWTPolicyReconciler) deleteMiddleware(ctx context.Context, p *authv1alpha1.JWTPolicy) error {
+	cur := &unstructured.Unstructured{}
+	cur.SetGroupVersionKind(MiddlewareGVK)
+	err := r.Cache.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: MiddlewareName(p.Name)}, cur)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read Middleware %s/%s: %w", p.Namespace, MiddlewareName(p.Name), err)
+	}
+	if !metav1.IsControlledBy(cur, p) {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Deleting unused Traefik Middleware", "Middleware", klog.KObj(cur))
+	if err := r.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur.GetUID())}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete Middleware %s/%s: %w", p.Namespace, cur.GetName(), err)
+	}
+	return nil
+}
+
+func ptrUID(u types.UID) *types.UID { return &u }
+
+// reconcileDelete hands every Ingress wired to p to the next policy in line, or unwires it,
+// and then lets the policy go. The Middleware goes with the policy (owner reference).
+func (r *JWTPolicyReconciler) reconcileDelete(ctx context.Context, p *authv1alpha1.JWTPolicy) error {
+	if !controllerutil.ContainsFinalizer(p, Finalizer) {
+		return nil
+	}
+	own, ings, classes, err := r.loadNamespace(ctx, p.Namespace)
+	if err != nil {
+		return err
+	}
+	var release []*networkingv1.Ingress
+	for i := range ings {
+		if wiredTo(&ings[i]) == p.Name {
+			release = append(release, &ings[i])
+		}
+	}
+	traefik, err := r.CRD.Served(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.releaseIngresses(ctx, p, own, classes, release, traefik); err != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Removing finalizer", "JWTPolicy", klog.KObj(p), "released", len(release))
+	orig := p.DeepCopy()
+	controllerutil.RemoveFinalizer(p, Finalizer)
+	if err := r.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}
+
+func (r *JWTPolicyReconciler) event(regarding, related client.Object, typ, reason, action, note string, args ...any) {
+	if r.Recorder == nil {
+		return
+	}
+	r.Recorder.Eventf(regarding, related, typ, reason, action, note, args...)
+}
+
+// policyPassNeeded lets through the JWTPolicy updates that change what a pass does: spec
+// (generation), finalizers and deletion. Status writes, this controller's own, do not.
+var policyPassNeeded = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		return o.GetGeneration() != n.GetGeneration() ||
+			!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
+	},
+}
+
+// ingressPassNeeded ignores Ingress status updates (load balancer addresses).
+var ingressPassNeeded = predicate.Or[client.Object](
+	predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+)
+
+// SetupWithManager registers the controller, its watches and the Middleware CRD watcher.
+func (r *JWTPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Builder == nil || r.CRD == nil {
+		return errors.New("JWTPolicyReconciler needs a Builder and a CRD watcher")
+	}
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	if r.MaxConcurrentReconciles <= 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	r.queue = &Enqueuer{}
+	r.Builder.OnKeysChanged(func(k store.Key) {
+		r.queue.Add(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+	})
+	r.CRD.OnChange(func(ctx context.Context, served bool) {
+		if served {
+			r.watchMiddlewares(ctx, mgr)
+		}
+		r.enqueueAll(ctx)
+	})
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		Named("jwtpolicy").
+		For(&authv1alpha1.JWTPolicy{}, builder.WithPredicates(policyPassNeeded)).
+		// Ownership depends on every policy of the namespace: age, selector, deletion.
+		Watches(&authv1alpha1.JWTPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfNamespace),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfNamespace),
+			builder.WithPredicates(ingressPassNeeded)).
+		Watches(&networkingv1.IngressClass{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfSecret)).
+		WatchesRawSource(r.queue.Source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Build(r)
+	if err != nil {
+		return fmt.Errorf("build JWTPolicy controller: %w", err)
+	}
+	r.controller = c
+	return mgr.Add(r.CRD)
+}
+
+// watchMiddlewares starts watching Traefik Middlewares once their CRD is served, so a
+// Middleware that is deleted or edited is put back.
+func (r *JWTPolicyReconciler) watchMiddlewares(ctx context.Context, mgr ctrl.Manager) {
+	if !r.CRD.markWatched() {
+		return
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(MiddlewareGVK)
+	src := source.Kind[*unstructured.Unstructured](mgr.GetCache(), u,
+		handler.TypedEnqueueRequestForOwner[*unstructured.Unstructured](mgr.GetScheme(), mgr.GetRESTMapper(), &authv1alpha1.JWTPolicy{}, handler.OnlyControllerOwner()))
+	if err := r.controller.Watch(src); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Watching Traefik Middlewares failed; deleted Middlewares are restored at the next pass only")
+	}
+}
+
+func (r *JWTPolicyReconciler) policiesOfNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list authv1alpha1.JWTPolicyList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	return requests(list.Items)
+}
+
+func (r *JWTPolicyReconciler) allPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list authv1alpha1.JWTPolicyList
+	if err := r.List(ctx, &list); err != nil {
+		return nil
+	}
+	return requests(list.Items)
+}
+
+// policiesOfSecret maps a Secret to the policies that reference it; every other Secret event
+// ends here with an index lookup.
+func (r *JWTPolicyReconciler) policiesOfSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list authv1alpha1.JWTPolicyList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{IndexSecretRefs: obj.GetName()}); err != nil {
+		return nil
+	}
+	return requests(list.Items)
+}
+
+func (r *JWTPolicyReconciler) enqueueAll(ctx context.Context) {
+	for _, req := range r.allPolicies(ctx, nil) {
+		r.queue.Add(req.NamespacedName)
+	}
+}
+
+func requests(items []authv1alpha1.JWTPolicy) []reconcile.Request {
+	out := make([]reconcile.Request, len(items))
+	for i := range items {
+		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: items[i].Namespace, Name: items[i].Name}}
+	}
+	return out
+}

@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"fmt"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+)
+
+// ingressSelector returns the policy's ingressSelector as a labels.Selector: absent or empty
+// selects every Ingress of the namespace.
+func ingressSelector(p *authv1alpha1.JWTPolicy) (labels.Selector, error) {
+	if p.Spec.IngressSelector == nil {
+		return labels.Everything(), nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.Spec.IngressSelector)
+	if err != nil {
+		return nil, fmt.Errorf("spec.ingressSelector: %w", err)
+	}
+	return sel, nil
+}
+
+// candidate is a policy that may own Ingresses of its namespace.
+type candidate struct {
+	policy   *authv1alpha1.JWTPolicy
+	selector labels.Selector // nil when the selector is invalid: selects nothing
+}
+
+// ownership decides which policy owns each Ingress of one namespace: of the live (not
+// deleting) policies that select it, the oldest by creationTimestamp, then by name. Every
+// replica and every pass computes the same answer from the same objects, and a policy being
+// deleted owns nothing, so its Ingresses pass straight to the next policy in line.
+type ownership struct {
+	cands []candidate // sorted: oldest first
+}
+
+func newOwnership(policies []authv1alpha1.JWTPolicy) *ownership {
+	o := &ownership{}
+	for i := range policies {
+		p := &policies[i]
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		sel, err := ingressSelector(p)
+		if err != nil {
+			sel = nil
+		}
+		o.cands = append(o.cands, candidate{policy: p, selector: sel})
+	}
+	slices.SortFunc(o.cands, func(a, b candidate) int { return comparePolicies(a.policy, b.policy) })
+	return o
+}
+
+// comparePolicies orders policies by age: older first, then by name.
+func comparePolicies(a, b *authv1alpha1.JWTPolicy) int {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	switch {
+	case a.Name < b.Name:
+		return -1
+	case a.Name > b.Name:
+		return 1
+	}
+	return 0
+}
+
+// owner returns the policy that owns ing, nil when no live policy selects it.
+func (o *ownership) owner(ing *networkingv1.Ingress) *authv1alpha1.JWTPolicy {
+	set := labels.Set(ing.Labels)
+	for _, c := range o.cands {
+		if c.selector != nil && c.selector.Matches(set) {
+			return c.policy
+		}
+	}
+	return nil
+}
+
+// lookup returns the live policy called name, nil when it is absent or being deleted.
+func (o *ownership) lookup(name string) *authv1alpha1.JWTPolicy {
+	for _, c := range o.cands {
+		if c.policy.Name == name {
+			return c.policy
+		}
+	}
+	return nil
+}
