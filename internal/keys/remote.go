@@ -119,47 +119,66 @@ func (r *Remote) WaitLoaded(ctx context.Context) error {
 	}
 }
 
-// RefreshForKID is called when a token names a kid not in the current set. It refreshes now
-// and waits for the result (at most FetchTimeout, and at most until ctx ends), with concurrent
-// callers of the source collapsed into one fetch, unless the kid is already known or a refresh
-// for an unknown kid started less than UnknownKIDInterval ago, in which case it returns at once.
-// The interval is per source, so a flood of tokens with made-up kids costs one fetch per
-// interval. It returns the set after the attempt.
+// RefreshForKID is called when a token names a kid not in the current set. Unless the kid is
+// known by now, it refreshes and waits for the result, at most FetchTimeout in all and at most
+// until ctx ends:
+//   - a fetch already running for the source is joined (it costs the IdP nothing); if it does
+//     not bring the kid, the caller goes on as below;
+//   - if a refresh for an unknown kid started less than UnknownKIDInterval ago, the caller
+//     returns at once (waiting only for a fetch still running), so a flood of tokens with
+//     made-up kids costs one fetch per interval and source;
+//   - else it starts a fetch, which concurrent callers join.
+//
+// It returns the set after the attempt.
 func (r *Remote) RefreshForKID(ctx context.Context, kid string) *Set {
 	if set := r.snap.Load().set; set.Lookup(kid) != nil {
 		return set
 	}
 	src := r.src
 	f := src.f
-	src.mu.Lock()
-	if running := src.running; running != nil {
-		// A fetch is under way (another unknown kid's, or a scheduled one): it may bring the
-		// key, and waiting for it costs the IdP nothing.
-		src.mu.Unlock()
-		waitBounded(ctx, running, f.opts.FetchTimeout)
-		return r.snap.Load().set
-	}
-	now := f.opts.Clock()
-	since := now.Sub(src.lastKIDRefresh)
-	if !src.lastKIDRefresh.IsZero() && since >= 0 && since < f.opts.UnknownKIDInterval {
-		src.mu.Unlock()
-		return r.snap.Load().set
-	}
-	src.lastKIDRefresh = now
-	running := src.beginLocked(TriggerUnknownKID)
-	src.mu.Unlock()
-	waitBounded(ctx, running, f.opts.FetchTimeout)
-	return r.snap.Load().set
-}
-
-// waitBounded waits for done, ctx, or the timeout, whichever comes first.
-func waitBounded(ctx context.Context, done <-chan struct{}, timeout time.Duration) {
-	timer := time.NewTimer(timeout)
+	// One deadline for the whole call: joining a running fetch and then starting our own must
+	// not add up to more than FetchTimeout.
+	timer := time.NewTimer(f.opts.FetchTimeout)
 	defer timer.Stop()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	case <-timer.C:
+	wait := func(done <-chan struct{}) bool {
+		select {
+		case <-done:
+			return true
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+		return false
+	}
+	for joined := false; ; joined = true {
+		src.mu.Lock()
+		if running := src.running; running != nil && !joined {
+			// A fetch is under way (another unknown kid's, or a scheduled one): it may bring
+			// the key, and waiting for it costs the IdP nothing. If it started before the
+			// rotation and does not, fall through to a fetch of our own (rate-limited).
+			src.mu.Unlock()
+			if !wait(running) {
+				return r.snap.Load().set
+			}
+			if set := r.snap.Load().set; set.Lookup(kid) != nil {
+				return set
+			}
+			continue
+		}
+		now := f.opts.Clock()
+		since := now.Sub(src.lastKIDRefresh)
+		if !src.lastKIDRefresh.IsZero() && since >= 0 && since < f.opts.UnknownKIDInterval {
+			running := src.running
+			src.mu.Unlock()
+			if running != nil {
+				wait(running)
+			}
+			return r.snap.Load().set
+		}
+		src.lastKIDRefresh = now
+		running := src.beginLocked(TriggerUnknownKID)
+		src.mu.Unlock()
+		wait(running)
+		return r.snap.Load().set
 	}
 }
 
@@ -254,8 +273,12 @@ func (s *source) beginLocked(trigger RefreshTrigger) <-chan struct{} {
 	s.running = running
 	go func() {
 		defer func() {
+			// publish normally clears running together with the new snapshots, so that anyone
+			// who sees the result also sees no fetch in flight; this covers the other exits.
 			s.mu.Lock()
-			s.running = nil
+			if s.running == running {
+				s.running = nil
+			}
 			s.mu.Unlock()
 			close(running)
 		}()
@@ -375,14 +398,17 @@ func (s *source) publish(trigger RefreshTrigger, start, now time.Time, jwksURI s
 		}
 		ev.Stale = ev.Stale || next.state.Stale
 	}
+	s.running = nil
 	s.mu.Unlock()
 
-	s.closeFirst()
 	f.poke()
 	ev.Duration = time.Since(start)
+	// The observer hears of the first fetch before WaitLoaded returns, so whoever waited sees
+	// the event recorded.
 	if f.opts.Observer != nil {
 		f.opts.Observer.ObserveRefresh(ev)
 	}
+	s.closeFirst()
 }
 
 func (s *source) closeFirst() {
