@@ -103,7 +103,7 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 	}
 
 	req := policy.Request{Header: r.Header}
-	req.Path, req.PathConflict = originalPath(r.Header)
+	req.Path, req.PathConflict = OriginalPath(r.Header)
 	d := e.policy.Decide(&req)
 
 	switch {
@@ -175,7 +175,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, e *entry, d *polic
 	} else {
 		kv = append(kv, "authzPath", logPath(rawPath))
 	}
-	p, _ := originalPath(r.Header)
+	p, _ := OriginalPath(r.Header)
 	kv = append(kv, "path", logPath(p))
 	s.log.Info("Request denied: unknown policy", kv...)
 }
@@ -184,7 +184,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, e *entry, d *polic
 // reason, policy, request id and the original request, never the token or a
 // claim value.
 func (s *Server) logDecision(r *http.Request, e *entry, d *policy.Decision, msg string) {
-	p, conflict := originalPath(r.Header)
+	p, conflict := OriginalPath(r.Header)
 	kv := []any{"reason", d.Reason, "status", d.Reason.Status(), "JWTPolicy", e.key.String(),
 		"requestID", requestID(r.Header), "method", originalMethod(r), "host", originalHost(r.Header),
 		"path", logPath(p)}
@@ -250,13 +250,14 @@ func isDNSSubdomain(s string) bool {
 	return true
 }
 
-// originalPath returns the raw path of the original request, query removed,
+// OriginalPath returns the raw path of the original request, query removed,
 // from X-Original-URL (ingress-nginx: an absolute URL) or X-Forwarded-Uri
 // (Traefik, Caddy: path and query). conflict is set when both are present
 // and disagree, or when either is repeated: the engine then never treats
 // the path as public, because the proxy and the upstream may read a
-// different one than we do.
-func originalPath(h http.Header) (path string, conflict bool) {
+// different one than we do. explain uses it too, so it reads a request's
+// headers exactly as the server does.
+func OriginalPath(h http.Header) (path string, conflict bool) {
 	ou, fu := h[hdrOriginalURL], h[hdrForwardedURI]
 	if len(ou) > 1 || len(fu) > 1 {
 		conflict = true

@@ -253,7 +253,7 @@ func TestOriginalPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := request("GET", "/", tt.headers...)
-			path, conflict := originalPath(r.Header)
+			path, conflict := OriginalPath(r.Header)
 			if path != tt.path || conflict != tt.conflict {
 				t.Errorf("originalPath = %q, %v; want %q, %v", path, conflict, tt.path, tt.conflict)
 			}
