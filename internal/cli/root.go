@@ -74,6 +74,8 @@ that fail are turned away with 401 or 403 and a reason code.`,
 func subcommands(stdout, stderr io.Writer) []*cobra.Command {
 	return []*cobra.Command{
 		newManagerCommand(stdout, stderr),
+		newServeCommand(stdout, stderr),
+		newExplainCommand(stdout, stderr),
 	}
 }
 
