@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -29,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 	"github.com/claimguard/claimguard/internal/keys"
@@ -631,17 +631,38 @@ func (r *JWTPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // watchMiddlewares starts watching Traefik Middlewares once their CRD is served, so a
-// Middleware that is deleted or edited is put back.
+// Middleware that is deleted or edited is put back. The handler feeds the Enqueuer directly:
+// the informer is created only now, when the kind exists.
 func (r *JWTPolicyReconciler) watchMiddlewares(ctx context.Context, mgr ctrl.Manager) {
 	if !r.CRD.markWatched() {
 		return
 	}
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(MiddlewareGVK)
-	src := source.Kind[*unstructured.Unstructured](mgr.GetCache(), u,
-		handler.TypedEnqueueRequestForOwner[*unstructured.Unstructured](mgr.GetScheme(), mgr.GetRESTMapper(), &authv1alpha1.JWTPolicy{}, handler.OnlyControllerOwner()))
-	if err := r.controller.Watch(src); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Watching Traefik Middlewares failed; deleted Middlewares are restored at the next pass only")
+	inf, err := mgr.GetCache().GetInformer(ctx, u)
+	if err == nil {
+		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    r.enqueueMiddlewareOwner,
+			UpdateFunc: func(_, n any) { r.enqueueMiddlewareOwner(n) },
+			DeleteFunc: r.enqueueMiddlewareOwner,
+		})
+	}
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Watching Traefik Middlewares failed; a deleted Middleware is restored at the next pass only")
+	}
+}
+
+// enqueueMiddlewareOwner asks for a pass over the policy controlling a Middleware.
+func (r *JWTPolicyReconciler) enqueueMiddlewareOwner(obj any) {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	mw, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	if ref := metav1.GetControllerOf(mw); ref != nil && ref.Kind == "JWTPolicy" && strings.HasPrefix(ref.APIVersion, authv1alpha1.GroupVersion.Group+"/") {
+		r.queue.Add(types.NamespacedName{Namespace: mw.GetNamespace(), Name: ref.Name})
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/policy"
 )
 
 // policyWrites counts the versions of one JWTPolicy the API server reports.
@@ -290,5 +291,55 @@ func TestIngressClassResolution(t *testing.T) {
 	}
 	if wired != 2 {
 		t.Errorf("%d Wired events, want one per Ingress", wired)
+	}
+}
+
+// TestBuilderRecompilesOnlyWhatChanged: a spec change recompiles that policy only; status
+// writes and unrelated events recompile nothing (the served *policy.Policy stays the same).
+func TestBuilderRecompilesOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	h := startManager(t, ns, harnessOptions{})
+	create(t, policyFixture(ns, "one"))
+	create(t, policyFixture(ns, "two"))
+	for _, n := range []string{"one", "two"} {
+		eventually(t, 10*time.Second, n+" Ready", conditionIs(ns, n, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	}
+	snap := h.store.Load()
+	one, two := snap.Get(ns, "one"), snap.Get(ns, "two")
+	if one == nil || two == nil {
+		t.Fatal("not served")
+	}
+	published := h.builder.Publishes()
+
+	update(t, getPolicy(t, ns, "one"), func(p *authv1alpha1.JWTPolicy) { p.Spec.PublicPaths = []string{"/healthz"} })
+	eventually(t, 10*time.Second, "one recompiled", func() error {
+		if h.store.Load().Get(ns, "one") == one {
+			return fmt.Errorf("old compile still served")
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "status observed", func() error {
+		p := getPolicy(t, ns, "one")
+		if p.Status.ObservedGeneration != p.Generation {
+			return fmt.Errorf("observedGeneration %d of %d", p.Status.ObservedGeneration, p.Generation)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if h.store.Load().Get(ns, "two") != two {
+		t.Error("two was recompiled although nothing about it changed")
+	}
+	if n := h.builder.Publishes() - published; n != 1 {
+		t.Errorf("%d snapshots published for one change, want 1", n)
+	}
+	// The new compile allows the public path without a token: it is the one served.
+	d, err := h.decide(ns, "one", "")
+	if err != nil || d.Allowed {
+		t.Fatalf("a request without a token to /orders: %+v %v", d, err)
+	}
+	pub := h.store.Load().Get(ns, "one").Decide(&policy.Request{Path: "/healthz"})
+	if !pub.Allowed || !pub.Public {
+		t.Errorf("public path not public: %+v", pub)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
@@ -45,6 +47,10 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	// CONTROLLERS_TEST_LOG=1 shows the controllers' logs (all levels) when a test needs debugging.
+	if os.Getenv("CONTROLLERS_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(-5))))
+	}
 	var err error
 	if idp, err = authztest.NewIssuer("https://idp.example.com/realms/shop"); err == nil {
 		idp2, err = authztest.NewIssuer("https://idp.example.com/realms/shop")
