@@ -226,7 +226,9 @@ func TestOwnership(t *testing.T) {
 		}
 		return p
 	}
-	match := func(v string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{"app": v}} }
+	match := func(v string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": v}}
+	}
 	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "In"}}}
 	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}}
 	for _, tc := range []struct {
