@@ -20,7 +20,7 @@ import (
 
 // Config describes one guarded route: requests to the proxy are checked by
 // AuthURL and, when allowed, sent to Upstream with ResponseHeaders copied
-// from the auth response.
+// from the auth response. For nginx an empty AuthURL means no check at all.
 type Config struct {
 	// AuthURL is the forward-auth endpoint, such as
 	// http://127.0.0.1:8443/authz/shop/orders-api.
@@ -81,9 +81,15 @@ func headerVar(h string) string {
 // Render writes the named template of hack/proxy (nginx.conf.tmpl or
 // Caddyfile.tmpl) for cfg into dir and returns the file path.
 func Render(name string, cfg Config, dir string) (string, error) {
-	u, err := url.Parse(cfg.AuthURL)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("auth URL %q: not an absolute URL", cfg.AuthURL)
+	// An empty AuthURL renders nginx without auth_request (an Ingress that is
+	// not wired); Caddy always needs one.
+	u := &url.URL{}
+	if cfg.AuthURL != "" || name != "nginx.conf.tmpl" {
+		var err error
+		u, err = url.Parse(cfg.AuthURL)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("auth URL %q: not an absolute URL", cfg.AuthURL)
+		}
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 1

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // authStub is a scripted auth endpoint that records what the proxy sent. It
@@ -142,5 +143,53 @@ func TestNginxAuthDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusInternalServerError || up.Hits() != 0 {
 		t.Errorf("auth down: got %d with %d upstream hits, want 500 and none", resp.StatusCode, up.Hits())
+	}
+}
+
+// TestNginxReload: nginx without an auth URL passes traffic straight through;
+// a reload with one turns the check on, and another turns it off again.
+func TestNginxReload(t *testing.T) {
+	up, err := StartUpstream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	stub := &authStub{status: http.StatusUnauthorized}
+	auth := httptest.NewServer(stub)
+	defer auth.Close()
+	p, err := StartNginx(Config{Upstream: up.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	status := func() int {
+		resp, err := http.Get(p.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitStatus := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for status() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("status did not become %d after reload:\n%s", want, p.Logs())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitStatus(http.StatusOK)
+	if err := p.Reload(Config{AuthURL: auth.URL + "/authz/a/b", Upstream: up.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(http.StatusUnauthorized)
+	if err := p.Reload(Config{Upstream: up.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(http.StatusOK)
+	if err := p.Reload(Config{AuthURL: "http://127.0.0.1:1/x", Upstream: "not a host port ;"}); err == nil {
+		t.Error("a configuration nginx -t refuses was reloaded")
 	}
 }
