@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -72,6 +73,9 @@ type JWTPolicyReconciler struct {
 	queue      *Enqueuer
 	controller controller.Controller
 }
+
+// maxParallelApplies bounds the Ingress applies one pass runs at once.
+const maxParallelApplies = 4
 
 // scope is what one pass knows about a policy and its namespace.
 type scope struct {
@@ -157,8 +161,9 @@ func (r *JWTPolicyReconciler) patchStatus(ctx context.Context, orig, p *authv1al
 	return nil
 }
 
-// conditionEvents emits a Warning when a condition turns bad (False, or Conflict True), and a
-// Normal event when Ready turns True.
+// conditionEvents emits a Warning when a condition turns bad (False, or Conflict True). A
+// policy turning Ready gets no event of its own: the Wired event already says so, and at
+// scale every Event is one more write to the API server.
 func (r *JWTPolicyReconciler) conditionEvents(orig, p *authv1alpha1.JWTPolicy) {
 	if r.Recorder == nil {
 		return
@@ -170,12 +175,8 @@ func (r *JWTPolicyReconciler) conditionEvents(orig, p *authv1alpha1.JWTPolicy) {
 		}
 		old := getCondition(orig.Status.Conditions, c.Type)
 		changed := old == nil || old.Status != c.Status || old.Reason != c.Reason
-		switch {
-		case !changed:
-		case c.Status == bad:
+		if changed && c.Status == bad {
 			r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s: %s", c.Type, c.Message)
-		case c.Type == authv1alpha1.ConditionReady && c.Status == metav1.ConditionTrue:
-			r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, c.Reason, "Reconcile", "the policy is enforced")
 		}
 	}
 }
@@ -346,6 +347,12 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 	if err != nil {
 		errs = append(errs, err)
 	}
+	type job struct {
+		ing  *networkingv1.Ingress
+		kind ingressKind
+		why  string // why an unsupported Ingress is not wired
+	}
+	var jobs []job
 	for _, ing := range s.owned {
 		cl := s.classes.classify(ing)
 		switch {
@@ -359,6 +366,7 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 		case cl.kind == kindTraefik:
 			needMiddleware = true
 			if middlewareErr {
+				failed = append(failed, ing.Name+": its Middleware could not be applied")
 				continue
 			}
 			if err := r.ensureMiddleware(ctx, p); err != nil {
@@ -368,22 +376,46 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 				continue
 			}
 		}
-		changed, err := r.applyWiring(ctx, p, ing, cl.kind)
-		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", ing.Name, err))
-			errs = append(errs, err)
-			continue
-		}
-		if cl.kind == kindUnsupported {
-			if changed {
-				r.event(p, ing, corev1.EventTypeWarning, "Unwired", "Unwire", "Ingress %s is no longer wired: %s", ing.Name, cl.problem)
+		jobs = append(jobs, job{ing: ing, kind: cl.kind, why: cl.problem})
+	}
+	// The applies are independent; a few at a time keep a policy with many Ingresses from
+	// taking one round trip per Ingress.
+	changed := make([]bool, len(jobs))
+	applyErrs := make([]error, len(jobs))
+	var g errgroup.Group
+	g.SetLimit(maxParallelApplies)
+	for i, j := range jobs {
+		g.Go(func() error {
+			changed[i], applyErrs[i] = r.applyWiring(ctx, p, j.ing, j.kind)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var wired, unwired []string
+	for i, j := range jobs {
+		switch {
+		case applyErrs[i] != nil:
+			failed = append(failed, fmt.Sprintf("%s: %v", j.ing.Name, applyErrs[i]))
+			errs = append(errs, applyErrs[i])
+		case j.kind == kindUnsupported:
+			if changed[i] {
+				unwired = append(unwired, fmt.Sprintf("%s (%s)", j.ing.Name, j.why))
 			}
-			continue
+		default:
+			bound++
+			if changed[i] {
+				wired = append(wired, j.ing.Name)
+			}
 		}
-		bound++
-		if changed {
-			r.event(p, ing, corev1.EventTypeNormal, "Wired", "Wire", "Ingress %s now checks requests at %s", ing.Name, r.Wiring.AuthURL(p.Namespace, p.Name))
-		}
+	}
+	// One Event per pass and kind of change, not one per Ingress.
+	if len(wired) > 0 {
+		r.event(p, nil, corev1.EventTypeNormal, "Wired", "Wire", "%s now %s requests at %s: %s",
+			plural(len(wired), "Ingress", "Ingresses"), pick(len(wired), "checks", "check"), r.Wiring.AuthURL(p.Namespace, p.Name), listNames(wired))
+	}
+	if len(unwired) > 0 {
+		r.event(p, nil, corev1.EventTypeWarning, "Unwired", "Unwire", "%s no longer wired: %s",
+			plural(len(unwired), "Ingress is", "Ingresses are"), listNames(unwired))
 	}
 	if err := r.releaseIngresses(ctx, p, s.own, s.classes, s.release, traefik); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,420 @@
+// Command scale measures the controller at scale: it starts a real API server (envtest),
+// creates Ingresses in many namespaces, runs `claimguard manager` as a process, applies
+// JWTPolicies and reports, per policy, the time from its create to Ready=True with every
+// selected Ingress wired, and the manager's peak memory (VmHWM).
+//
+//	go run ./hack/scale                       # 1,000 policies, 5,000 Ingresses, 500 namespaces
+//	go run ./hack/scale -rate 0 -workers 16   # all policies at once, 16 parallel clients
+//
+// It is a benchmark, not a test: it is not run by `make test`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/controllers"
+	"github.com/claimguard/claimguard/internal/testenv"
+	"github.com/claimguard/claimguard/webhook/authz/authztest"
+)
+
+type options struct {
+	namespaces, ingressesPerNS, policiesPerNS int
+	rate                                      float64
+	workers                                   int
+	binary                                    string
+	managerArgs                               string
+	keep                                      bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.namespaces, "namespaces", 500, "namespaces")
+	flag.IntVar(&o.ingressesPerNS, "ingresses-per-namespace", 10, "Ingresses per namespace, split evenly between the namespace's policies")
+	flag.IntVar(&o.policiesPerNS, "policies-per-namespace", 2, "JWTPolicies per namespace")
+	flag.Float64Var(&o.rate, "rate", 50, "policies applied per second; 0: as fast as the workers go")
+	flag.IntVar(&o.workers, "workers", 8, "parallel clients applying policies")
+	flag.StringVar(&o.binary, "binary", "", "claimguard binary; empty: go build one")
+	flag.StringVar(&o.managerArgs, "manager-args", "", "extra manager flags, space separated")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+}
+
+// timeline is when each policy was created, Ready, and each of its Ingresses wired.
+type timeline struct {
+	mu      sync.Mutex
+	created map[string]time.Time
+	ready   map[string]time.Time
+	wired   map[string]time.Time // ingress "ns/name" -> first time wired to its policy
+	owner   map[string]string    // ingress -> policy it should be wired to
+}
+
+func run(o options) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fmt.Printf("scale: %d namespaces, %d Ingresses, %d JWTPolicies; rate %v/s, %d workers\n",
+		o.namespaces, o.namespaces*o.ingressesPerNS, o.namespaces*o.policiesPerNS, o.rate, o.workers)
+
+	bin := o.binary
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "claimguard-scale-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "claimguard")
+		build := exec.Command("go", "build", "-o", bin, ".")
+		build.Dir = testenv.RepoRoot()
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build claimguard: %w", err)
+		}
+	}
+
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = 2000, 4000
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return err
+	}
+
+	iss, err := authztest.NewIssuer("https://idp.example.com/realms/shop")
+	if err != nil {
+		return err
+	}
+	tl := &timeline{created: map[string]time.Time{}, ready: map[string]time.Time{}, wired: map[string]time.Time{}, owner: map[string]string{}}
+
+	// The world before the manager: namespaces, an IngressClass, Ingresses.
+	start := time.Now()
+	if err := c.Create(ctx, &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"}, Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}}); err != nil {
+		return err
+	}
+	var objs []client.Object
+	for n := range o.namespaces {
+		ns := fmt.Sprintf("team-%03d", n)
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	if err := parallel(ctx, 32, len(objs), 0, func(i int) error { return c.Create(ctx, objs[i]) }); err != nil {
+		return err
+	}
+	objs = objs[:0]
+	for n := range o.namespaces {
+		ns := fmt.Sprintf("team-%03d", n)
+		for i := range o.ingressesPerNS {
+			group := i % o.policiesPerNS
+			name := fmt.Sprintf("svc-%02d", i)
+			tl.owner[ns+"/"+name] = fmt.Sprintf("policy-%d", group)
+			objs = append(objs, &networkingv1.Ingress{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"group": strconv.Itoa(group)}},
+				Spec: networkingv1.IngressSpec{
+					IngressClassName: ptr.To("nginx"),
+					Rules: []networkingv1.IngressRule{{Host: name + "." + ns + ".example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+						Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
+							Service: &networkingv1.IngressServiceBackend{Name: name, Port: networkingv1.ServiceBackendPort{Number: 80}},
+						}}},
+					}}}},
+				},
+			})
+		}
+	}
+	if err := parallel(ctx, 32, len(objs), 0, func(i int) error { return c.Create(ctx, objs[i]) }); err != nil {
+		return err
+	}
+	fmt.Printf("created %d namespaces and %d Ingresses in %s\n", o.namespaces, len(objs), time.Since(start).Round(time.Millisecond))
+
+	// The manager, as a process.
+	probes, auth := freeAddr(), freeAddr()
+	args := []string{"manager", "--kubeconfig", env.Kubeconfig, "--leader-elect=false",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probes, "--auth-bind-address", auth, "--shutdown-delay", "0s"}
+	if o.managerArgs != "" {
+		args = append(args, strings.Fields(o.managerArgs)...)
+	}
+	logFile, err := os.CreateTemp("", "claimguard-scale-manager-*.log")
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	mgr := exec.Command(bin, args...)
+	mgr.Stdout, mgr.Stderr = logFile, logFile
+	mgr.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := mgr.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = mgr.Process.Signal(syscall.SIGTERM)
+		_ = mgr.Wait()
+	}()
+	if err := waitReady("http://"+probes+"/readyz", 60*time.Second); err != nil {
+		return fmt.Errorf("%w (manager log: %s)", err, logFile.Name())
+	}
+	fmt.Printf("manager ready (pid %d, VmRSS %s, log %s)\n", mgr.Process.Pid, procStatus(mgr.Process.Pid, "VmRSS"), logFile.Name())
+
+	// Watch policies and Ingresses from before the first apply.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	pw, err := c.Watch(wctx, &authv1alpha1.JWTPolicyList{})
+	if err != nil {
+		return err
+	}
+	iw, err := c.Watch(wctx, &networkingv1.IngressList{})
+	if err != nil {
+		return err
+	}
+	go tl.watchPolicies(pw)
+	go tl.watchIngresses(iw)
+
+	total := o.namespaces * o.policiesPerNS
+	jwks := iss.PublicJWKS()
+	applyStart := time.Now()
+	err = parallel(ctx, o.workers, total, o.rate, func(i int) error {
+		ns, group := fmt.Sprintf("team-%03d", i/o.policiesPerNS), i%o.policiesPerNS
+		p := &authv1alpha1.JWTPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("policy-%d", group)},
+			Spec: authv1alpha1.JWTPolicySpec{
+				IngressSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"group": strconv.Itoa(group)}},
+				Issuers: []authv1alpha1.Issuer{{
+					Issuer: iss.URL, Audiences: []string{"orders-api"},
+					JWKS: authv1alpha1.JWKSSource{Inline: jwks},
+				}},
+				RequiredClaims: []authv1alpha1.RequiredClaim{
+					{Claim: "scope", Operator: authv1alpha1.OpContainsAny, Values: []string{"orders:read"}},
+					{Claim: "email", Operator: authv1alpha1.OpMatches, Values: []string{`^[^@]+@example\.com$`}},
+				},
+				Rules:         []authv1alpha1.Rule{{Expression: "claims.exp - claims.iat <= 3600", Message: "token lifetime longer than one hour"}},
+				ForwardClaims: []authv1alpha1.ForwardClaim{{Claim: "sub", Header: "X-Auth-Subject"}, {Claim: "email", Header: "X-Auth-Email"}},
+			},
+		}
+		t0 := time.Now()
+		if err := c.Create(ctx, p); err != nil {
+			return err
+		}
+		tl.mu.Lock()
+		tl.created[ns+"/"+p.Name] = t0
+		tl.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	applied := time.Since(applyStart)
+
+	// Wait until every policy is Ready and every Ingress wired.
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		tl.mu.Lock()
+		ready, wired := len(tl.ready), len(tl.wired)
+		tl.mu.Unlock()
+		if ready == total && wired == len(tl.owner) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after 10 minutes: %d/%d policies Ready, %d/%d Ingresses wired", ready, total, wired, len(tl.owner))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	converged := time.Since(applyStart)
+
+	lat := tl.latencies(o)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Printf("applied %d policies in %s; all Ready and wired %s after the first apply\n", total, applied.Round(time.Millisecond), converged.Round(time.Millisecond))
+	fmt.Printf("apply -> Ready and wired, per policy: median %s, p90 %s, p99 %s, max %s\n",
+		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // let the last passes settle before reading memory
+	fmt.Printf("manager memory: VmHWM %s, VmRSS %s; CPU %s\n", procStatus(mgr.Process.Pid, "VmHWM"), procStatus(mgr.Process.Pid, "VmRSS"), procCPU(mgr.Process.Pid))
+	return nil
+}
+
+// latencies returns, per policy, the time from its create to the later of Ready and the last
+// of its Ingresses wired.
+func (tl *timeline) latencies(o options) []time.Duration {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	done := map[string]time.Time{}
+	for k, t := range tl.ready {
+		done[k] = t
+	}
+	for ing, t := range tl.wired {
+		ns, _, _ := strings.Cut(ing, "/")
+		k := ns + "/" + tl.owner[ing]
+		if t.After(done[k]) {
+			done[k] = t
+		}
+	}
+	out := make([]time.Duration, 0, len(tl.created))
+	for k, t0 := range tl.created {
+		out = append(out, done[k].Sub(t0))
+	}
+	return out
+}
+
+func (tl *timeline) watchPolicies(w watch.Interface) {
+	for ev := range w.ResultChan() {
+		p, ok := ev.Object.(*authv1alpha1.JWTPolicy)
+		if !ok {
+			continue
+		}
+		now := time.Now()
+		c := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || p.Status.ObservedGeneration != p.Generation {
+			continue
+		}
+		tl.mu.Lock()
+		if _, seen := tl.ready[p.Namespace+"/"+p.Name]; !seen {
+			tl.ready[p.Namespace+"/"+p.Name] = now
+		}
+		tl.mu.Unlock()
+	}
+}
+
+func (tl *timeline) watchIngresses(w watch.Interface) {
+	for ev := range w.ResultChan() {
+		ing, ok := ev.Object.(*networkingv1.Ingress)
+		if !ok {
+			continue
+		}
+		now := time.Now()
+		k := ing.Namespace + "/" + ing.Name
+		tl.mu.Lock()
+		if _, seen := tl.wired[k]; !seen && ing.Annotations[controllers.AnnotationPolicy] == tl.owner[k] &&
+			strings.HasSuffix(ing.Annotations[controllers.AnnotationNginxAuthURL], "/authz/"+k[:strings.Index(k, "/")]+"/"+tl.owner[k]) {
+			tl.wired[k] = now
+		}
+		tl.mu.Unlock()
+	}
+}
+
+// parallel runs fn(0..n-1) on workers goroutines, at most rate calls per second (0: no limit).
+func parallel(ctx context.Context, workers, n int, rate float64, fn func(int) error) error {
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					select {
+					case errs <- fmt.Errorf("item %d: %w", i, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	var err error
+feed:
+	for i := range n {
+		if tick != nil {
+			<-tick
+		}
+		select {
+		case next <- i:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return err
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("manager not ready within " + timeout.String())
+}
+
+// procStatus returns a field of /proc/<pid>/status, such as "VmHWM", in MiB.
+func procStatus(pid int, field string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.Atoi(f[0]); err == nil {
+				return fmt.Sprintf("%.0f MiB", float64(kb)/1024)
+			}
+		}
+	}
+	return "?"
+}
+
+// procCPU returns user+system CPU time of pid from /proc/<pid>/stat.
+func procCPU(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "?"
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+	u, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return (time.Duration(u+st) * time.Second / 100).String()
+}
