@@ -409,9 +409,11 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 		}
 	}
 	// One Event per pass and kind of change, not one per Ingress.
-	if len(wired) > 0 {
-		r.event(p, nil, corev1.EventTypeNormal, "Wired", "Wire", "%s now %s requests at %s: %s",
-			plural(len(wired), "Ingress", "Ingresses"), pick(len(wired), "checks", "check"), r.Wiring.AuthURL(p.Namespace, p.Name), listNames(wired))
+	switch {
+	case len(wired) == 1:
+		r.event(p, nil, corev1.EventTypeNormal, "Wired", "Wire", "Ingress %s now checks requests at %s", wired[0], r.Wiring.AuthURL(p.Namespace, p.Name))
+	case len(wired) > 1:
+		r.event(p, nil, corev1.EventTypeNormal, "Wired", "Wire", "%d Ingresses now check requests at %s: %s", len(wired), r.Wiring.AuthURL(p.Namespace, p.Name), listNames(wired))
 	}
 	if len(unwired) > 0 {
 		r.event(p, nil, corev1.EventTypeWarning, "Unwired", "Unwire", "%s no longer wired: %s",

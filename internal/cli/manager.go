@@ -85,9 +85,13 @@ func NewManagerOptions() *ManagerOptions {
 		MaxTokenBytes:    policy.DefaultMaxTokenBytes,
 		// 10k verified tokens at about 2 KiB each: 20 MiB at most.
 		TokenCacheEntries:       10000,
-		KubeAPIQPS:              50,
-		KubeAPIBurst:            100,
-		MaxConcurrentReconciles: 4,
+		// A policy costs about eight writes (finalizer, one apply per Ingress,
+		// status, an Event); client-go's 5/10 or controller-runtime's 20/30
+		// would cap a rollout at a few policies per second. The API server's
+		// priority and fairness is the real guard of its capacity.
+		KubeAPIQPS:              200,
+		KubeAPIBurst:            400,
+		MaxConcurrentReconciles: 8,
 		CRDRecheckInterval:      30 * time.Second,
 		zap:                     zap.Options{Development: false},
 	}
