@@ -84,7 +84,7 @@ func NewManagerOptions() *ManagerOptions {
 		Wiring:           wiringDefaults(),
 		MaxTokenBytes:    policy.DefaultMaxTokenBytes,
 		// 10k verified tokens at about 2 KiB each: 20 MiB at most.
-		TokenCacheEntries:       10000,
+		TokenCacheEntries: 10000,
 		// A policy costs about eight writes (finalizer, one apply per Ingress,
 		// status, an Event); client-go's 5/10 or controller-runtime's 20/30
 		// would cap a rollout at a few policies per second. The API server's
