@@ -323,6 +323,9 @@ func TestExamples(t *testing.T) {
 		t.Run(fmt.Sprintf("%s:%d", ex.file, ex.line), func(t *testing.T) {
 			command := ex.command
 			if strings.HasPrefix(command, "curl ") {
+				if _, err := exec.LookPath("curl"); err != nil {
+					t.Fatal("the curl examples need curl on PATH (Debian: apt-get install curl)")
+				}
 				if !strings.Contains(command, docServeAddr) {
 					t.Fatalf("a curl example must call the documented server at %s: %s", docServeAddr, command)
 				}
