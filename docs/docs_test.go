@@ -259,7 +259,8 @@ var serveOnce = sync.OnceValues(func() (string, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return "", fmt.Errorf("claimguard serve on %s did not become ready:\n%s", addr, logs.String())
+	stopServe() // so that its output is complete and no longer written
+	return "", fmt.Errorf("claimguard serve on %s did not answer:\n%s", addr, logs.String())
 })
 
 var serveCmd *exec.Cmd
@@ -268,6 +269,7 @@ func stopServe() {
 	if serveCmd != nil && serveCmd.Process != nil {
 		_ = serveCmd.Process.Kill()
 		_ = serveCmd.Wait()
+		serveCmd = nil
 	}
 }
 
