@@ -174,6 +174,12 @@ func TestConditionReasons(t *testing.T) {
 			message: "absent", event: authv1alpha1.ReasonSecretNotFound, decision: policy.KeysUnavailable,
 		},
 		{
+			// Helm release Secrets are never read (their data is not even cached).
+			name: "secret-helm", mods: []func(*authv1alpha1.JWTPolicy){withJWKS(authv1alpha1.JWKSSource{SecretRef: &authv1alpha1.SecretKeyRef{Name: "helm-release", Key: "jwks.json"}})},
+			want:    []wantCondition{{authv1alpha1.ConditionKeysLoaded, metav1.ConditionFalse, authv1alpha1.ReasonSecretNotFound}},
+			message: "helm.sh/release.v1, which claimguard does not read",
+		},
+		{
 			// Does not compile, yet its Ingress is wired: the server then denies (fail closed).
 			name: "bad-rule", ingress: ptr.To(nginxClass), wired: true,
 			mods: []func(*authv1alpha1.JWTPolicy){func(p *authv1alpha1.JWTPolicy) {
@@ -208,6 +214,11 @@ func TestConditionReasons(t *testing.T) {
 			want: []wantCondition{{authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired}, ready},
 		},
 	}
+	create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "helm-release"},
+		Type:       "helm.sh/release.v1",
+		Data:       map[string][]byte{"jwks.json": []byte(idp.PublicJWKS())},
+	})
 	for _, tc := range cases {
 		if tc.ingress != nil {
 			create(t, ingressFixture(ns, "ing-"+tc.name, tc.ingress, map[string]string{"case": tc.name}))
