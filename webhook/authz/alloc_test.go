@@ -75,3 +75,31 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 }
+
+func TestHeaderMemo(t *testing.T) {
+	var m headerMemo
+	a := []policy.Header{{Name: "X-A", Value: "1"}, {Name: "X-B", Value: "2"}}
+	b := []policy.Header{{Name: "X-A", Value: "3"}}
+	va := m.values(a)
+	if len(va) != 2 || va[0][0] != "1" || va[1][0] != "2" {
+		t.Fatalf("values(a) = %q", va)
+	}
+	if again := m.values(a); &again[0][0] != &va[0][0] {
+		t.Error("the same slice was not served from the memo")
+	}
+	if vb := m.values(b); len(vb) != 1 || vb[0][0] != "3" {
+		t.Errorf("values(b) = %q", vb)
+	}
+	for _, v := range va {
+		if cap(v) != 1 {
+			t.Errorf("shared value has spare capacity %d: an append would write into it", cap(v))
+		}
+	}
+	// Many distinct slices (new tokens) evict entries but never mix values.
+	for i := 0; i < 3*memoSlots; i++ {
+		hs := []policy.Header{{Name: "X-N", Value: string(rune('a' + i%26))}}
+		if v := m.values(hs); v[0][0] != hs[0].Value {
+			t.Fatalf("slice %d got %q, want %q", i, v[0][0], hs[0].Value)
+		}
+	}
+}

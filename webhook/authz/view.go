@@ -1,8 +1,8 @@
 package authz
 
 import (
-	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -143,29 +143,38 @@ func (s *Server) rebuild(snap *store.Snapshot) *view {
 // later ones reuse them: writing http.Header needs a []string per header, and
 // allocating it per request would be the hot path's only allocation.
 //
-// Bounded: past maxEntries the memo is cleared (the next requests rebuild).
-// The values are shared by concurrent responses and never modified: net/http
-// only reads them, and they are capped (len == cap) so an Add by anyone
-// would copy instead of writing into the shared array.
+// It is a direct-mapped table of memoSlots entries indexed by the slice's
+// address: a hit is one atomic load and a pointer comparison, a miss (a new
+// token) replaces the slot. An entry keeps its key slice alive, so an address
+// cannot be reused by another slice while an entry names it. The values are
+// shared by concurrent responses and never modified: net/http only reads
+// them, and each is capped (len == cap) so an Add by anyone copies instead of
+// writing into the shared array.
 type headerMemo struct {
-	m sync.Map // *policy.Header (first element) -> [][]string
-	n atomic.Int64
+	slots [memoSlots]atomic.Pointer[memoEntry]
 }
 
-const headerMemoMax = 16384
+type memoEntry struct {
+	key  *policy.Header
+	vals [][]string
+}
+
+const memoBits = 12
+const memoSlots = 1 << memoBits
 
 func (h *headerMemo) values(hs []policy.Header) [][]string {
-	if v, ok := h.m.Load(&hs[0]); ok {
-		return v.([][]string)
+	key := &hs[0]
+	// Fibonacci hashing of the address; the low bits are alignment.
+	slot := &h.slots[(uint64(uintptr(unsafe.Pointer(key)))>>4)*0x9E3779B97F4A7C15>>(64-memoBits)]
+	if e := slot.Load(); e != nil && e.key == key && len(e.vals) == len(hs) {
+		return e.vals
 	}
+	backing := make([]string, len(hs))
 	vals := make([][]string, len(hs))
 	for i := range hs {
-		vals[i] = []string{hs[i].Value}[:1:1]
+		backing[i] = hs[i].Value
+		vals[i] = backing[i : i+1 : i+1]
 	}
-	if h.n.Add(1) > headerMemoMax {
-		h.m.Clear()
-		h.n.Store(1)
-	}
-	h.m.Store(&hs[0], vals)
+	slot.Store(&memoEntry{key: key, vals: vals})
 	return vals
 }
