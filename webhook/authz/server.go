@@ -27,8 +27,11 @@ import (
 const (
 	DefaultAddr              = ":8443"
 	DefaultReadHeaderTimeout = 5 * time.Second
-	DefaultReadTimeout       = 10 * time.Second
-	DefaultWriteTimeout      = 10 * time.Second
+	// DefaultReadTimeout equals the header timeout: an auth sub-request has
+	// no body worth waiting for, and with equal deadlines net/http sets the
+	// connection's read deadline once per request instead of twice.
+	DefaultReadTimeout  = DefaultReadHeaderTimeout
+	DefaultWriteTimeout = 10 * time.Second
 	// DefaultIdleTimeout outlives the proxies' keep-alive pools (ingress-nginx
 	// keeps auth connections 60s), so the proxy, not us, closes idle
 	// connections and never sends a request on a socket we just closed.
