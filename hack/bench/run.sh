@@ -33,8 +33,8 @@ WRK_CPU=${WRK_CPU:-1}
 OAUTH2_PROXY_VERSION=v7.15.6
 OUT=${OUT:-$(mktemp -d /tmp/claimguard-bench.XXXXXX)}
 
-for tool in wrk taskset curl; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (apt-get install wrk util-linux curl)" >&2; exit 1; }
+for tool in wrk taskset curl ss; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (apt-get install wrk util-linux curl iproute2)" >&2; exit 1; }
 done
 
 # Build everything first, so no compile competes with a measurement.
@@ -66,6 +66,12 @@ trap cleanup EXIT
 # start NAME CMD...: runs CMD pinned to the server core, logs to $OUT/NAME.log.
 start() {
   local name=$1; shift
+  # A stale process on a port would answer in place of the new server.
+  if ss -ltn | awk '{print $4}' | grep -qE ':(18000|18002|18080)$'; then
+    echo "run.sh: a benchmark port (18000, 18002, 18080) is in use:" >&2
+    ss -ltnp | grep -E ':(18000|18002|18080) ' >&2
+    exit 1
+  fi
   taskset -c "$SERVER_CPU" "$@" >"$OUT/$name.log" 2>&1 &
   pids+=($!)
   server_pid=$!
