@@ -22,7 +22,8 @@ import (
 	"github.com/claimguard/claimguard/webhook/authz"
 )
 
-// ExplainOptions configure `claimguard explain`.
+// ExplainOptions configure `claimguard explain`; each field is the flag of
+// the same name (see AddFlags for what it means).
 type ExplainOptions struct {
 	PolicyFile            string
 	SecretDir             string

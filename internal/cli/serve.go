@@ -27,7 +27,8 @@ import (
 	"github.com/claimguard/claimguard/webhook/authz"
 )
 
-// ServeOptions configure `claimguard serve`.
+// ServeOptions configure `claimguard serve`; each field is the flag of the
+// same name (see AddFlags for what it means).
 type ServeOptions struct {
 	PolicyFile            string
 	Listen                string
