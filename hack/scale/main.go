@@ -47,7 +47,7 @@ type options struct {
 	workers                                   int
 	binary                                    string
 	managerArgs                               string
-	keep                                      bool
+	timeout                                   time.Duration
 }
 
 func main() {
@@ -59,6 +59,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 8, "parallel clients applying policies")
 	flag.StringVar(&o.binary, "binary", "", "claimguard binary; empty: go build one")
 	flag.StringVar(&o.managerArgs, "manager-args", "", "extra manager flags, space separated")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when not converged this long after the first apply")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
@@ -183,16 +184,13 @@ func run(o options) error {
 	// Watch policies and Ingresses from before the first apply.
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	pw, err := c.Watch(wctx, &authv1alpha1.JWTPolicyList{})
-	if err != nil {
+	resumes := &counter{}
+	if err := watchLoop(wctx, c, &authv1alpha1.JWTPolicyList{}, tl.policyEvent, resumes); err != nil {
 		return err
 	}
-	iw, err := c.Watch(wctx, &networkingv1.IngressList{})
-	if err != nil {
+	if err := watchLoop(wctx, c, &networkingv1.IngressList{}, tl.ingressEvent, resumes); err != nil {
 		return err
 	}
-	go tl.watchPolicies(pw)
-	go tl.watchIngresses(iw)
 
 	total := o.namespaces * o.policiesPerNS
 	jwks := iss.PublicJWKS()
@@ -230,7 +228,7 @@ func run(o options) error {
 	applied := time.Since(applyStart)
 
 	// Wait until every policy is Ready and every Ingress wired.
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(o.timeout)
 	for {
 		tl.mu.Lock()
 		ready, wired := len(tl.ready), len(tl.wired)
@@ -239,7 +237,8 @@ func run(o options) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after 10 minutes: %d/%d policies Ready, %d/%d Ingresses wired", ready, total, wired, len(tl.owner))
+			return fmt.Errorf("not converged after %s: %d/%d policies Ready, %d/%d Ingresses wired; not Ready: %s",
+				o.timeout, ready, total, wired, len(tl.owner), tl.notReady(ctx, c))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -252,6 +251,9 @@ func run(o options) error {
 	fmt.Printf("apply -> Ready and wired, per policy: median %s, p90 %s, p99 %s, max %s\n",
 		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	time.Sleep(2 * time.Second) // let the last passes settle before reading memory
+	if n := resumes.get(); n > 0 {
+		fmt.Printf("(the API server closed the harness's watches %d times; they were resumed)\n", n)
+	}
 	fmt.Printf("manager memory: VmHWM %s, VmRSS %s; CPU %s\n", procStatus(mgr.Process.Pid, "VmHWM"), procStatus(mgr.Process.Pid, "VmRSS"), procCPU(mgr.Process.Pid))
 	return nil
 }
@@ -279,40 +281,142 @@ func (tl *timeline) latencies(o options) []time.Duration {
 	return out
 }
 
-func (tl *timeline) watchPolicies(w watch.Interface) {
-	for ev := range w.ResultChan() {
-		p, ok := ev.Object.(*authv1alpha1.JWTPolicy)
-		if !ok {
-			continue
-		}
-		now := time.Now()
-		c := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
-		if c == nil || c.Status != metav1.ConditionTrue || p.Status.ObservedGeneration != p.Generation {
-			continue
-		}
-		tl.mu.Lock()
-		if _, seen := tl.ready[p.Namespace+"/"+p.Name]; !seen {
-			tl.ready[p.Namespace+"/"+p.Name] = now
-		}
-		tl.mu.Unlock()
+// notReady describes a few policies that never became Ready, for the error.
+func (tl *timeline) notReady(ctx context.Context, c client.Client) string {
+	var list authv1alpha1.JWTPolicyList
+	if err := c.List(ctx, &list); err != nil {
+		return err.Error()
 	}
+	var out []string
+	for _, p := range list.Items {
+		tl.mu.Lock()
+		_, ok := tl.ready[p.Namespace+"/"+p.Name]
+		tl.mu.Unlock()
+		if ok {
+			continue
+		}
+		conds := make([]string, 0, len(p.Status.Conditions))
+		for _, c := range p.Status.Conditions {
+			conds = append(conds, fmt.Sprintf("%s=%s/%s(gen %d)", c.Type, c.Status, c.Reason, c.ObservedGeneration))
+		}
+		out = append(out, fmt.Sprintf("%s/%s gen %d observed %d finalizers %v [%s]", p.Namespace, p.Name, p.Generation, p.Status.ObservedGeneration, p.Finalizers, strings.Join(conds, " ")))
+		if len(out) == 3 {
+			break
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
-func (tl *timeline) watchIngresses(w watch.Interface) {
-	for ev := range w.ResultChan() {
-		ing, ok := ev.Object.(*networkingv1.Ingress)
-		if !ok {
-			continue
+func (tl *timeline) policyEvent(obj client.Object, now time.Time) {
+	p, ok := obj.(*authv1alpha1.JWTPolicy)
+	if !ok {
+		return
+	}
+	c := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue || p.Status.ObservedGeneration != p.Generation {
+		return
+	}
+	tl.mu.Lock()
+	if _, seen := tl.ready[p.Namespace+"/"+p.Name]; !seen {
+		tl.ready[p.Namespace+"/"+p.Name] = now
+	}
+	tl.mu.Unlock()
+}
+
+func (tl *timeline) ingressEvent(obj client.Object, now time.Time) {
+	ing, ok := obj.(*networkingv1.Ingress)
+	if !ok {
+		return
+	}
+	k := ing.Namespace + "/" + ing.Name
+	tl.mu.Lock()
+	if _, seen := tl.wired[k]; !seen && ing.Annotations[controllers.AnnotationPolicy] == tl.owner[k] &&
+		strings.HasSuffix(ing.Annotations[controllers.AnnotationNginxAuthURL], "/authz/"+ing.Namespace+"/"+tl.owner[k]) {
+		tl.wired[k] = now
+	}
+	tl.mu.Unlock()
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) inc() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *counter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// watchLoop lists list's kind and then watches it, calling fn with every object and the time
+// it was seen. The API server closes watchers that fall behind under a burst; the loop resumes
+// from the last resourceVersion seen (counted in resumes), and lists again when that is too
+// old, so no change is missed. A resumed watch reports changes late, never early: latencies
+// are overestimated, if anything.
+func watchLoop(ctx context.Context, c client.WithWatch, list client.ObjectList, fn func(client.Object, time.Time), resumes *counter) error {
+	relist := func() (string, error) {
+		l := list.DeepCopyObject().(client.ObjectList)
+		if err := c.List(ctx, l); err != nil {
+			return "", err
 		}
 		now := time.Now()
-		k := ing.Namespace + "/" + ing.Name
-		tl.mu.Lock()
-		if _, seen := tl.wired[k]; !seen && ing.Annotations[controllers.AnnotationPolicy] == tl.owner[k] &&
-			strings.HasSuffix(ing.Annotations[controllers.AnnotationNginxAuthURL], "/authz/"+k[:strings.Index(k, "/")]+"/"+tl.owner[k]) {
-			tl.wired[k] = now
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return "", err
 		}
-		tl.mu.Unlock()
+		for _, it := range items {
+			fn(it.(client.Object), now)
+		}
+		return l.GetResourceVersion(), nil
 	}
+	rv, err := relist()
+	if err != nil {
+		return err
+	}
+	go func() {
+		for ctx.Err() == nil {
+			w, err := c.Watch(ctx, list.DeepCopyObject().(client.ObjectList), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				if rv, err = relist(); err != nil {
+					continue
+				}
+				continue
+			}
+			gone := false
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					gone = true
+					break
+				}
+				obj, ok := ev.Object.(client.Object)
+				if !ok {
+					continue
+				}
+				rv = obj.GetResourceVersion()
+				if ev.Type != watch.Bookmark {
+					fn(obj, time.Now())
+				}
+			}
+			w.Stop()
+			if ctx.Err() != nil {
+				return
+			}
+			resumes.inc()
+			if gone {
+				if r, err := relist(); err == nil {
+					rv = r
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // parallel runs fn(0..n-1) on workers goroutines, at most rate calls per second (0: no limit).

@@ -87,11 +87,13 @@ func NewManagerOptions() *ManagerOptions {
 		TokenCacheEntries: 10000,
 		// A policy costs about eight writes (finalizer, one apply per Ingress,
 		// status, an Event); client-go's 5/10 or controller-runtime's 20/30
-		// would cap a rollout at a few policies per second. The API server's
-		// priority and fairness is the real guard of its capacity.
-		KubeAPIQPS:              200,
-		KubeAPIBurst:            400,
-		MaxConcurrentReconciles: 8,
+		// would cap a rollout at a few policies per second (see the Controller
+		// section of docs/benchmarks.md). The manager writes only when policies
+		// or Ingresses change, and the API server's priority and fairness is
+		// the real guard of its capacity.
+		KubeAPIQPS:              500,
+		KubeAPIBurst:            1000,
+		MaxConcurrentReconciles: 16,
 		CRDRecheckInterval:      30 * time.Second,
 		zap:                     zap.Options{Development: false},
 	}
