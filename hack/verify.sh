@@ -26,6 +26,11 @@ if [[ -d charts/claimguard/crds ]]; then
     fi
   done
 fi
+if ! tidy=$(go mod tidy -diff 2>&1); then
+  echo "go.mod/go.sum are not tidy (run 'go mod tidy'):" >&2
+  echo "$tidy" >&2
+  status=1
+fi
 unformatted=$(gofmt -s -l $(git ls-files '*.go') 2>/dev/null || true)
 if [[ -n "$unformatted" ]]; then
   echo "Not gofmt'ed (run 'make fmt'):" >&2
