@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -72,6 +74,8 @@ type JWTPolicyReconciler struct {
 
 	queue      *Enqueuer
 	controller controller.Controller
+	// written maps a policy to the resourceVersion of this controller's last write of it.
+	written sync.Map
 }
 
 // maxParallelApplies bounds the Ingress applies one pass runs at once.
@@ -98,7 +102,15 @@ type scope struct {
 func (r *JWTPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	p := &authv1alpha1.JWTPolicy{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.cacheBehind(p) {
+		// The cache has not caught up with this controller's own last write: a pass on the
+		// older copy would write again what was just written (with new condition times).
+		return ctrl.Result{RequeueAfter: staleCacheRecheck}, nil
 	}
 	if !p.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, p)
@@ -107,7 +119,11 @@ func (r *JWTPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		// The update event of this patch starts the next pass.
 		orig := p.DeepCopy()
 		controllerutil.AddFinalizer(p, Finalizer)
-		return ctrl.Result{}, r.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		if err := r.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.wrote(p)
+		return ctrl.Result{}, nil
 	}
 
 	orig := p.DeepCopy()
@@ -157,8 +173,36 @@ func (r *JWTPolicyReconciler) patchStatus(ctx context.Context, orig, p *authv1al
 		}
 		return fmt.Errorf("write status: %w", err)
 	}
+	r.wrote(p)
 	r.conditionEvents(orig, p)
 	return nil
+}
+
+// staleCacheRecheck is how soon a pass that found the cache behind this controller's own
+// write looks again; the informer usually catches up within milliseconds.
+const staleCacheRecheck = 50 * time.Millisecond
+
+// wrote records the resourceVersion of p after this controller's own write.
+func (r *JWTPolicyReconciler) wrote(p *authv1alpha1.JWTPolicy) {
+	r.written.Store(types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, p.ResourceVersion)
+}
+
+// cacheBehind reports whether the cached p is older than this controller's last write of it
+// (resourceVersions are comparable integers, k8s.io/apimachinery/pkg/util/resourceversion).
+// Passes triggered by other objects' events (the Ingress updates of the pass's own applies)
+// otherwise start on the copy from before the status write and write a second time.
+func (r *JWTPolicyReconciler) cacheBehind(p *authv1alpha1.JWTPolicy) bool {
+	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+	v, ok := r.written.Load(key)
+	if !ok {
+		return false
+	}
+	cmp, err := resourceversion.CompareResourceVersion(p.ResourceVersion, v.(string))
+	if err != nil || cmp >= 0 {
+		r.written.CompareAndDelete(key, v)
+		return false
+	}
+	return true
 }
 
 // conditionEvents emits a Warning when a condition turns bad (False, or Conflict True). A

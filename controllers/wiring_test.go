@@ -355,3 +355,30 @@ func TestListNames(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestCacheBehind(t *testing.T) {
+	r := &JWTPolicyReconciler{}
+	p := func(rv string) *authv1alpha1.JWTPolicy {
+		return &authv1alpha1.JWTPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders", ResourceVersion: rv}}
+	}
+	if r.cacheBehind(p("5")) {
+		t.Error("behind without any write")
+	}
+	r.wrote(p("100"))
+	for _, tc := range []struct {
+		rv     string
+		behind bool
+	}{
+		{"99", true}, {"9", true}, {"99", true}, // still waiting: the entry stays
+		{"100", false}, // caught up: the entry goes
+		{"99", false},  // nothing recorded any more
+	} {
+		if got := r.cacheBehind(p(tc.rv)); got != tc.behind {
+			t.Errorf("rv %s after a write at 100: behind=%v, want %v", tc.rv, got, tc.behind)
+		}
+	}
+	r.wrote(p("100"))
+	if r.cacheBehind(p("not-a-number")) {
+		t.Error("an opaque resourceVersion must not block passes")
+	}
+}
