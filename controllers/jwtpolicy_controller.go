@@ -499,7 +499,33 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired,
 			fmt.Sprintf("%s wired to %s", plural(int(bound), "Ingress", "Ingresses"), r.Wiring.AuthURL(p.Namespace, p.Name)))
 	}
-	return errors.Join(errs...)
+	return retryOrTerminal(errs)
+}
+
+// retryOrTerminal combines a pass's errors. Errors the API server gives for the request
+// itself (Invalid, BadRequest: a Middleware name too long for its limit, say) come back the same
+// on every retry, so when they are all there is the result is terminal: no retry loop, the
+// condition says why, and the next change of the policy or an Ingress starts a new pass. Any
+// other error keeps the usual retry with backoff.
+func retryOrTerminal(errs []error) error {
+	var transient, permanent []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			permanent = append(permanent, err)
+		} else {
+			transient = append(transient, err)
+		}
+	}
+	switch {
+	case len(transient) > 0:
+		return errors.Join(append(transient, permanent...)...)
+	case len(permanent) > 0:
+		return reconcile.TerminalError(errors.Join(permanent...))
+	}
+	return nil
 }
 
 func pick(n int, one, many string) string {

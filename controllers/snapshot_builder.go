@@ -107,6 +107,10 @@ type SnapshotBuilderOptions struct {
 // resourceVersions of the Secrets it references, and an entry is compiled once per revision,
 // whether the builder's own loop or the reconciler asks first (Ensure). Policies that do not
 // compile are published as invalid, so the server fails closed on them.
+//
+// Remote key sets need no release call: the keys.Fetcher holds its sources only weakly and
+// stops refreshing one once no compiled policy references it, so replacing or removing an
+// entry here is what lets an unused source go.
 type SnapshotBuilder struct {
 	opts   SnapshotBuilderOptions
 	cache  cache.Cache

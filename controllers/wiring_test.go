@@ -1,15 +1,20 @@
 package controllers
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 )
@@ -380,5 +385,29 @@ func TestCacheBehind(t *testing.T) {
 	r.wrote(p("100"))
 	if r.cacheBehind(p("not-a-number")) {
 		t.Error("an opaque resourceVersion must not block passes")
+	}
+}
+
+func TestRetryOrTerminal(t *testing.T) {
+	invalid := fmt.Errorf("apply Middleware: %w", apierrors.NewInvalid(schema.GroupKind{Group: "traefik.io", Kind: "Middleware"}, "x", nil))
+	conflict := apierrors.NewConflict(schema.GroupResource{Resource: "ingresses"}, "web", errors.New("busy"))
+	terminal := reconcile.TerminalError(nil)
+	for _, tc := range []struct {
+		name     string
+		errs     []error
+		nilErr   bool
+		terminal bool
+	}{
+		{"none", []error{nil, nil}, true, false},
+		{"transient", []error{conflict}, false, false},
+		{"invalid only", []error{invalid}, false, true},
+		{"invalid and transient: retry", []error{invalid, conflict}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := retryOrTerminal(tc.errs)
+			if (err == nil) != tc.nilErr || errors.Is(err, terminal) != tc.terminal {
+				t.Errorf("retryOrTerminal = %v (terminal %v), want nil=%v terminal=%v", err, errors.Is(err, terminal), tc.nilErr, tc.terminal)
+			}
+		})
 	}
 }
