@@ -69,7 +69,7 @@ type JWTPolicyReconciler struct {
 	Clock clock.PassiveClock
 	// Timing bounds the requeue intervals.
 	Timing Timing
-	// MaxConcurrentReconciles is the number of policies reconciled at once (default 4).
+	// MaxConcurrentReconciles is the number of policies reconciled at once (0: 4).
 	MaxConcurrentReconciles int
 
 	queue      *Enqueuer
@@ -87,11 +87,9 @@ type scope struct {
 	compiled *Compiled
 	now      time.Time
 
-	own       *ownership
-	classes   *classifier
-	ingresses []networkingv1.Ingress
-	selector  labels.Selector
-	selErr    error
+	own     *ownership
+	classes *classifier
+	selErr  error // spec.ingressSelector is not a valid selector
 
 	owned   []*networkingv1.Ingress // selected and owned by this policy
 	release []*networkingv1.Ingress // wired to this policy but no longer its own
@@ -339,12 +337,13 @@ func (r *JWTPolicyReconciler) reconcileConflicts(ctx context.Context, s *scope) 
 		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "could not read the namespace: "+err.Error())
 		return err
 	}
-	s.own, s.ingresses, s.classes = own, ings, classes
-	s.selector, s.selErr = ingressSelector(p)
+	s.own, s.classes = own, classes
+	var selector labels.Selector
+	selector, s.selErr = ingressSelector(p)
 	for i := range ings {
 		ing := &ings[i]
 		owner := own.owner(ing)
-		selected := s.selErr == nil && s.selector.Matches(labels.Set(ing.Labels))
+		selected := s.selErr == nil && selector.Matches(labels.Set(ing.Labels))
 		switch {
 		case owner != nil && owner.UID == p.UID:
 			s.owned = append(s.owned, ing)
