@@ -141,12 +141,13 @@ func waitHTTP(t *testing.T, url string, want int) string {
 // probes and metrics answer, it takes the leader-election Lease, and SIGTERM
 // stops it cleanly and releases the Lease.
 func TestManagerProcess(t *testing.T) {
-	metrics, probes := freePort(t), freePort(t)
+	metrics, probes, auth := freePort(t), freePort(t), freePort(t)
 	leaseName := "claimguard-test-lease"
 	cmd := exec.Command(binary, "manager",
 		"--kubeconfig", env.Kubeconfig,
 		"--metrics-bind-address", metrics,
 		"--health-probe-bind-address", probes,
+		"--auth-bind-address", auth,
 		"--leader-election-namespace", "default",
 		"--leader-election-id", leaseName,
 	)
