@@ -31,7 +31,7 @@ func (c *requiredClaim) check(d *jsonDoc, i int, tr *Trace) (denial, bool) {
 			}
 		default:
 			if tr != nil {
-				tr.add(name, false, "%s DoesNotExist: present, %s", c.pathText, shorten(d.text(n)))
+				tr.add(name, false, "%s DoesNotExist: present, %s", c.pathText, shownValue(d, n))
 			}
 		}
 		return c.mismatch, false
@@ -55,7 +55,7 @@ func (c *requiredClaim) check(d *jsonDoc, i int, tr *Trace) (denial, bool) {
 	}
 	ok := c.holds(d, n)
 	if tr != nil {
-		tr.add(name, ok, "%s %s %q: found %s %s", c.pathText, c.op, c.values, d.nodes[n].kind, shorten(d.text(n)))
+		tr.add(name, ok, "%s %s%s: found %s %s", c.pathText, c.op, valuesSuffix(c.values), d.nodes[n].kind, shownValue(d, n))
 	}
 	if !ok {
 		return c.mismatch, false

@@ -190,7 +190,7 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 	}
 	if is == nil {
 		if tr != nil {
-			tr.add("issuer", false, "iss %s is not one of the policy's issuers", shorten(issVal))
+			tr.add("issuer", false, "iss %s is not one of the policy's issuers %s%s", shortenN(issVal, maxShownIssuer), quoteList(p.issuerNames()), issuerHint(string(issVal), p.issuerNames()))
 		}
 		return deny(dIssUnknown)
 	}
@@ -324,34 +324,34 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 		}
 	case exp.sec+p.skewSec < nowSec:
 		if tr != nil {
-			tr.add("exp", false, "exp %s + skew %s is before now %s", fmtTime(exp.sec), p.skew, fmtTime(nowSec))
+			tr.add("exp", false, "exp %s + skew %s is before now %s", fmtTime(exp.sec), p.skew, fmtTime(math.Floor(nowSec)))
 		}
 		return deny(is.dExpired)
 	default:
 		if tr != nil {
-			tr.add("exp", true, "exp %s + skew %s is after now %s", fmtTime(exp.sec), p.skew, fmtTime(nowSec))
+			tr.add("exp", true, "exp %s + skew %s is after now %s", fmtTime(exp.sec), p.skew, fmtTime(math.Floor(nowSec)))
 		}
 	}
 	if nbf.ok {
 		if nbf.sec-p.skewSec > nowSec {
 			if tr != nil {
-				tr.add("nbf", false, "nbf %s - skew %s is after now %s", fmtTime(nbf.sec), p.skew, fmtTime(nowSec))
+				tr.add("nbf", false, "nbf %s - skew %s is after now %s", fmtTime(nbf.sec), p.skew, fmtTime(math.Floor(nowSec)))
 			}
 			return deny(is.dNBF)
 		}
 		if tr != nil {
-			tr.add("nbf", true, "nbf %s - skew %s is not after now %s", fmtTime(nbf.sec), p.skew, fmtTime(nowSec))
+			tr.add("nbf", true, "nbf %s - skew %s is not after now %s", fmtTime(nbf.sec), p.skew, fmtTime(math.Floor(nowSec)))
 		}
 	}
 	if iat.ok {
 		if iat.sec-p.skewSec > nowSec {
 			if tr != nil {
-				tr.add("iat", false, "iat %s - skew %s is after now %s", fmtTime(iat.sec), p.skew, fmtTime(nowSec))
+				tr.add("iat", false, "iat %s - skew %s is after now %s", fmtTime(iat.sec), p.skew, fmtTime(math.Floor(nowSec)))
 			}
 			return deny(is.dIAT)
 		}
 		if tr != nil {
-			tr.add("iat", true, "iat %s - skew %s is not after now %s", fmtTime(iat.sec), p.skew, fmtTime(nowSec))
+			tr.add("iat", true, "iat %s - skew %s is not after now %s", fmtTime(iat.sec), p.skew, fmtTime(math.Floor(nowSec)))
 		}
 	}
 
@@ -373,18 +373,18 @@ func (p *Policy) verifyWith(st *evalState, tok string, tr *Trace) outcome {
 		if !audMatches(pl, audN, is.audiences) {
 			if audN < 0 {
 				if tr != nil {
-					tr.add("audience", false, "no aud; expected one of %q", is.audiences)
+					tr.add("audience", false, "no aud; expected one of %s", quoteList(is.audiences))
 				}
 			} else {
 				if tr != nil {
-					tr.add("audience", false, "aud %s holds none of %q", shorten(pl.raw(audN)), is.audiences)
+					tr.add("audience", false, "aud %s holds none of %s", shortenRaw(pl.raw(audN)), quoteList(is.audiences))
 				}
 			}
 			o.denial = is.dAudience
 			return o
 		}
 		if tr != nil {
-			tr.add("audience", true, "aud %s holds one of %q", shorten(pl.raw(audN)), is.audiences)
+			tr.add("audience", true, "aud %s holds one of %s", shortenRaw(pl.raw(audN)), quoteList(is.audiences))
 		}
 	}
 

@@ -122,3 +122,32 @@ func assertNoSecrets(t *testing.T, tr *Trace, tok string) {
 		}
 	}
 }
+
+func TestIssuerHint(t *testing.T) {
+	issuers := []string{"https://idp.example.com/realms/shop", "https://Login.Example.com"}
+	for _, tc := range []struct{ iss, want string }{
+		{"https://idp.example.com/realms/shop/", `only by a trailing "/"`},
+		{"http://login.example.com", "only by letter case or scheme"},
+		{"https://other.example.com", ""},
+	} {
+		got := issuerHint(tc.iss, issuers)
+		if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+			t.Errorf("issuerHint(%q) = %q, want it to say %q", tc.iss, got, tc.want)
+		}
+	}
+}
+
+func TestShownValues(t *testing.T) {
+	if got := quoteList([]string{"a", `b"c`}); got != `["a", "b\"c"]` {
+		t.Errorf("quoteList: %s", got)
+	}
+	if got := valuesSuffix(nil); got != "" {
+		t.Errorf("valuesSuffix(nil) = %q", got)
+	}
+	if got := shortenRaw([]byte("[1,\n2]")); got != "[1, 2]" {
+		t.Errorf("shortenRaw folds whitespace: %q", got)
+	}
+	if got := shortenRaw([]byte(strings.Repeat("9", 40))); got != strings.Repeat("9", maxShownValue)+"…" {
+		t.Errorf("shortenRaw cuts: %q", got)
+	}
+}

@@ -94,7 +94,8 @@ func (r *secretReader) secretPath(namespace, name, key string) (string, error) {
 // compile.
 func (r *secretReader) read(namespace, name, key string) ([]byte, error) {
 	if r.dir == "" {
-		return nil, fmt.Errorf("secret %s/%s key %q: no --secret-dir given: %w", namespace, name, key, policy.ErrSecretNotFound)
+		// Compile names the secret; this error says only what is missing.
+		return nil, fmt.Errorf("no --secret-dir given: %w", policy.ErrSecretNotFound)
 	}
 	path, err := r.secretPath(namespace, name, key)
 	if err != nil {
