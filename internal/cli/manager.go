@@ -265,6 +265,10 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	// In the cluster a reload is a snapshot publish by the builder; a policy
+	// that does not compile is reported on its own status, not as a failed
+	// reload, so every publish counts as a successful one.
+	st.OnPublish(func(*store.Snapshot) { metrics.ObserveReload(nil) })
 	if _, _, err := controllers.Setup(mgr, controllers.Options{
 		Store: st,
 		Fetcher: keys.FetcherOptions{
