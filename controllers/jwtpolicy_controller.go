@@ -38,6 +38,7 @@ import (
 	"github.com/claimguard/claimguard/internal/keys"
 	"github.com/claimguard/claimguard/internal/policy"
 	"github.com/claimguard/claimguard/internal/store"
+	"github.com/claimguard/claimguard/internal/wiring"
 )
 
 // +kubebuilder:rbac:groups=auth.claimguard.dev,resources=jwtpolicies,verbs=get;list;watch;update;patch
@@ -87,8 +88,8 @@ type scope struct {
 	compiled *Compiled
 	now      time.Time
 
-	own     *ownership
-	classes *classifier
+	own     *wiring.Ownership
+	classes *wiring.Classifier
 	selErr  error // spec.ingressSelector is not a valid selector
 
 	owned   []*networkingv1.Ingress // selected and owned by this policy
@@ -311,7 +312,7 @@ func (r *JWTPolicyReconciler) reconcileKeys(_ context.Context, s *scope) ctrl.Re
 }
 
 // loadNamespace reads the policies, Ingresses and IngressClasses a pass decides with.
-func (r *JWTPolicyReconciler) loadNamespace(ctx context.Context, namespace string) (*ownership, []networkingv1.Ingress, *classifier, error) {
+func (r *JWTPolicyReconciler) loadNamespace(ctx context.Context, namespace string) (*wiring.Ownership, []networkingv1.Ingress, *wiring.Classifier, error) {
 	var pols authv1alpha1.JWTPolicyList
 	if err := r.List(ctx, &pols, client.InNamespace(namespace)); err != nil {
 		return nil, nil, nil, fmt.Errorf("list JWTPolicies: %w", err)
@@ -325,7 +326,7 @@ func (r *JWTPolicyReconciler) loadNamespace(ctx context.Context, namespace strin
 		return nil, nil, nil, fmt.Errorf("list IngressClasses: %w", err)
 	}
 	slices.SortFunc(ings.Items, func(a, b networkingv1.Ingress) int { return strings.Compare(a.Name, b.Name) })
-	return newOwnership(pols.Items), ings.Items, newClassifier(r.Wiring, classes.Items), nil
+	return wiring.NewOwnership(pols.Items), ings.Items, wiring.NewClassifier(r.Wiring, classes.Items), nil
 }
 
 // reconcileConflicts decides which selected Ingresses this policy owns and reports the ones
@@ -339,10 +340,10 @@ func (r *JWTPolicyReconciler) reconcileConflicts(ctx context.Context, s *scope) 
 	}
 	s.own, s.classes = own, classes
 	var selector labels.Selector
-	selector, s.selErr = ingressSelector(p)
+	selector, s.selErr = wiring.IngressSelector(p)
 	for i := range ings {
 		ing := &ings[i]
-		owner := own.owner(ing)
+		owner := own.Owner(ing)
 		selected := s.selErr == nil && selector.Matches(labels.Set(ing.Labels))
 		switch {
 		case owner != nil && owner.UID == p.UID:
@@ -392,21 +393,21 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 	}
 	type job struct {
 		ing  *networkingv1.Ingress
-		kind ingressKind
+		kind wiring.Kind
 		why  string // why an unsupported Ingress is not wired
 	}
 	var jobs []job
 	for _, ing := range s.owned {
-		cl := s.classes.classify(ing)
+		cl := s.classes.Classify(ing)
 		switch {
-		case cl.kind == kindUnsupported:
-			unsupported = append(unsupported, fmt.Sprintf("%s: %s", ing.Name, cl.problem))
-		case cl.kind == kindTraefik && !traefik:
+		case cl.Kind == wiring.Unsupported:
+			unsupported = append(unsupported, fmt.Sprintf("%s: %s", ing.Name, cl.Problem))
+		case cl.Kind == wiring.Traefik && !traefik:
 			// Left as it is: a reference to a Middleware that no longer exists keeps the
 			// route closed, removing it would open the route.
 			noCRD = append(noCRD, ing.Name)
 			continue
-		case cl.kind == kindTraefik:
+		case cl.Kind == wiring.Traefik:
 			needMiddleware = true
 			if middlewareErr {
 				failed = append(failed, ing.Name+": its Middleware could not be applied")
@@ -419,7 +420,7 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 				continue
 			}
 		}
-		jobs = append(jobs, job{ing: ing, kind: cl.kind, why: cl.problem})
+		jobs = append(jobs, job{ing: ing, kind: cl.Kind, why: cl.Problem})
 	}
 	// The applies are independent; a few at a time keep a policy with many Ingresses from
 	// taking one round trip per Ingress.
@@ -440,7 +441,7 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 		case applyErrs[i] != nil:
 			failed = append(failed, fmt.Sprintf("%s: %v", j.ing.Name, applyErrs[i]))
 			errs = append(errs, applyErrs[i])
-		case j.kind == kindUnsupported:
+		case j.kind == wiring.Unsupported:
 			if changed[i] {
 				unwired = append(unwired, fmt.Sprintf("%s (%s)", j.ing.Name, j.why))
 			}
@@ -537,13 +538,13 @@ func pick(n int, one, many string) string {
 // releaseIngresses passes Ingresses wired to p that p no longer owns to their new owner, in
 // one apply that replaces p's wiring with the owner's (so the Ingress is never unwired), or
 // unwires them when no policy selects them any more.
-func (r *JWTPolicyReconciler) releaseIngresses(ctx context.Context, p *authv1alpha1.JWTPolicy, own *ownership, classes *classifier, ings []*networkingv1.Ingress, traefik bool) error {
+func (r *JWTPolicyReconciler) releaseIngresses(ctx context.Context, p *authv1alpha1.JWTPolicy, own *wiring.Ownership, classes *wiring.Classifier, ings []*networkingv1.Ingress, traefik bool) error {
 	log := ctrl.LoggerFrom(ctx)
 	var errs []error
 	for _, ing := range ings {
-		next := own.owner(ing)
-		cl := classes.classify(ing)
-		if next != nil && cl.kind == kindTraefik {
+		next := own.Owner(ing)
+		cl := classes.Classify(ing)
+		if next != nil && cl.Kind == wiring.Traefik {
 			if !traefik {
 				continue // as above: leave a Traefik route closed rather than open it
 			}
@@ -557,7 +558,7 @@ func (r *JWTPolicyReconciler) releaseIngresses(ctx context.Context, p *authv1alp
 		} else {
 			log.V(1).Info("Unwiring Ingress", "Ingress", klog.KObj(ing))
 		}
-		if _, err := r.applyWiring(ctx, next, ing, cl.kind); err != nil {
+		if _, err := r.applyWiring(ctx, next, ing, cl.Kind); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -573,9 +574,9 @@ func (r *JWTPolicyReconciler) releaseIngresses(ctx context.Context, p *authv1alp
 
 // applyWiring makes ing carry owner's wiring (owner nil: none) with one server-side apply of
 // claimguard's complete annotation set, when it does not already. It reports whether it wrote.
-func (r *JWTPolicyReconciler) applyWiring(ctx context.Context, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind ingressKind) (bool, error) {
+func (r *JWTPolicyReconciler) applyWiring(ctx context.Context, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind wiring.Kind) (bool, error) {
 	owned := ownedAnnotations(ing)
-	want := desiredAnnotations(r.Wiring, owner, ing, kind, owned)
+	want := wiring.DesiredAnnotations(r.Wiring, owner, ing, kind, owned)
 	if !needsApply(ing, want, owned) {
 		return false, nil
 	}

@@ -20,6 +20,7 @@ import (
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 	"github.com/claimguard/claimguard/internal/policy"
+	"github.com/claimguard/claimguard/internal/wiring"
 )
 
 // policyWrites counts the versions of one JWTPolicy the API server reports.
@@ -259,20 +260,20 @@ func TestIngressClassResolution(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
 	def := &networkingv1.IngressClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "cg-default-" + ns, Annotations: map[string]string{annotationDefaultIngressClass: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "cg-default-" + ns, Annotations: map[string]string{wiring.AnnotationDefaultIngressClass: "true"}},
 		Spec:       networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"},
 	}
 	create(t, def)
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, def) })
 	startManager(t, ns, harnessOptions{})
 	legacy := ingressFixture(ns, "legacy", nil, nil)
-	legacy.Annotations = map[string]string{annotationLegacyIngressClass: "traefik"}
+	legacy.Annotations = map[string]string{wiring.AnnotationLegacyIngressClass: "traefik"}
 	create(t, legacy)
 	create(t, ingressFixture(ns, "defaulted", nil, nil))
 	create(t, policyFixture(ns, "orders"))
 	eventually(t, 10*time.Second, "default class: nginx", annotationsAre(ns, "defaulted", nginxWiring(ns, "orders", "X-Auth-Subject")))
 	eventually(t, 10*time.Second, "legacy annotation: traefik", annotationsAre(ns, "legacy",
-		merged(traefikWiring(ns, "orders", ""), map[string]string{annotationLegacyIngressClass: "traefik"})))
+		merged(traefikWiring(ns, "orders", ""), map[string]string{wiring.AnnotationLegacyIngressClass: "traefik"})))
 	eventually(t, 10*time.Second, "two bound", func() error {
 		if n := getPolicy(t, ns, "orders").Status.BoundIngresses; n != 2 {
 			return fmt.Errorf("boundIngresses %d", n)

@@ -1,11 +1,9 @@
 package controllers
 
 import (
-	"fmt"
-	"net"
-	"slices"
-	"strconv"
 	"time"
+
+	"github.com/claimguard/claimguard/internal/wiring"
 )
 
 // Names claimguard writes into the cluster.
@@ -17,97 +15,28 @@ const (
 	// annotations are not owned objects, so garbage collection cannot remove them.
 	Finalizer = "auth.claimguard.dev/unwire"
 	// AnnotationPolicy names, on a wired Ingress, the JWTPolicy that guards it.
-	AnnotationPolicy = "auth.claimguard.dev/policy"
+	AnnotationPolicy = wiring.AnnotationPolicy
 	// MiddlewarePrefix starts the name of every Traefik Middleware claimguard creates
 	// ("claimguard-<policy>"); router.middlewares entries of that form belong to claimguard.
-	MiddlewarePrefix = "claimguard-"
+	MiddlewarePrefix = wiring.MiddlewarePrefix
 )
 
-// The ingress-nginx annotations of the auth-url wiring.
+// The ingress-nginx and Traefik annotations of the wiring (see internal/wiring, which decides
+// them for the reconciler and the admission webhooks alike).
 const (
-	AnnotationNginxAuthURL                     = "nginx.ingress.kubernetes.io/auth-url"
-	AnnotationNginxAuthResponseHeaders         = "nginx.ingress.kubernetes.io/auth-response-headers"
-	AnnotationNginxAuthKeepalive               = "nginx.ingress.kubernetes.io/auth-keepalive"
-	AnnotationNginxAuthKeepaliveRequests       = "nginx.ingress.kubernetes.io/auth-keepalive-requests"
-	AnnotationNginxAuthKeepaliveTimeout        = "nginx.ingress.kubernetes.io/auth-keepalive-timeout"
-	AnnotationTraefikRouterMiddlewares         = "traefik.ingress.kubernetes.io/router.middlewares"
-	annotationLegacyIngressClass               = "kubernetes.io/ingress.class"
-	annotationDefaultIngressClass              = "ingressclass.kubernetes.io/is-default-class"
-	traefikMiddlewareProvider                  = "@kubernetescrd"
-	defaultNginxController                     = "k8s.io/ingress-nginx"
-	defaultTraefikController                   = "traefik.io/ingress-controller"
-	defaultAuthServiceName                     = "claimguard"
-	defaultAuthServiceNamespace                = "claimguard-system"
-	defaultAuthServicePort               int32 = 8443
-)
-
-// Keepalive settings of the nginx wiring. Without auth-keepalive ingress-nginx opens a new
-// connection to the auth Service for every request, which costs more than the check itself.
-const (
-	nginxKeepalive         = "32"
-	nginxKeepaliveRequests = "10000"
-	nginxKeepaliveTimeout  = "60"
+	AnnotationNginxAuthURL               = wiring.AnnotationNginxAuthURL
+	AnnotationNginxAuthResponseHeaders   = wiring.AnnotationNginxAuthResponseHeaders
+	AnnotationNginxAuthKeepalive         = wiring.AnnotationNginxAuthKeepalive
+	AnnotationNginxAuthKeepaliveRequests = wiring.AnnotationNginxAuthKeepaliveRequests
+	AnnotationNginxAuthKeepaliveTimeout  = wiring.AnnotationNginxAuthKeepaliveTimeout
+	AnnotationTraefikRouterMiddlewares   = wiring.AnnotationTraefikRouterMiddlewares
 )
 
 // WiringOptions say where the forward-auth Service is and which ingress controllers are wired.
-type WiringOptions struct {
-	// AuthServiceName is the Service in front of the forward-auth listeners.
-	AuthServiceName string
-	// AuthServiceNamespace is the Service's namespace.
-	AuthServiceNamespace string
-	// AuthServicePort is the Service port of the forward-auth listener.
-	AuthServicePort int32
-	// AuthServiceScheme is "http" or "https".
-	AuthServiceScheme string
-	// NginxControllers are the IngressClass spec.controller values wired with ingress-nginx
-	// annotations.
-	NginxControllers []string
-	// TraefikControllers are the IngressClass spec.controller values wired with a Traefik
-	// Middleware.
-	TraefikControllers []string
-}
+type WiringOptions = wiring.Options
 
 // DefaultWiringOptions returns the defaults of the manager's flags.
-func DefaultWiringOptions() WiringOptions {
-	return WiringOptions{
-		AuthServiceName:      defaultAuthServiceName,
-		AuthServiceNamespace: defaultAuthServiceNamespace,
-		AuthServicePort:      defaultAuthServicePort,
-		AuthServiceScheme:    "http",
-		NginxControllers:     []string{defaultNginxController},
-		TraefikControllers:   []string{defaultTraefikController},
-	}
-}
-
-// Validate checks the options; errors name the manager flag.
-func (o WiringOptions) Validate() error {
-	if o.AuthServiceName == "" {
-		return fmt.Errorf("--auth-service-name must not be empty")
-	}
-	if o.AuthServiceNamespace == "" {
-		return fmt.Errorf("--auth-service-namespace must not be empty")
-	}
-	if o.AuthServicePort < 1 || o.AuthServicePort > 65535 {
-		return fmt.Errorf("--auth-service-port %d: must be 1-65535", o.AuthServicePort)
-	}
-	if o.AuthServiceScheme != "http" && o.AuthServiceScheme != "https" {
-		return fmt.Errorf("--auth-service-scheme %q: must be http or https", o.AuthServiceScheme)
-	}
-	for _, c := range o.NginxControllers {
-		if slices.Contains(o.TraefikControllers, c) {
-			return fmt.Errorf("controller %q is named by both --nginx-controller-names and --traefik-controller-names", c)
-		}
-	}
-	return nil
-}
-
-// AuthURL is the forward-auth endpoint of policy namespace/name, such as
-// http://claimguard.claimguard-system.svc:8443/authz/shop/orders-api.
-func (o WiringOptions) AuthURL(namespace, name string) string {
-	host := o.AuthServiceName + "." + o.AuthServiceNamespace + ".svc"
-	return o.AuthServiceScheme + "://" + net.JoinHostPort(host, strconv.Itoa(int(o.AuthServicePort))) +
-		"/authz/" + namespace + "/" + name
-}
+func DefaultWiringOptions() WiringOptions { return wiring.DefaultOptions() }
 
 // Timing of the controllers; the zero value takes the defaults.
 type Timing struct {

@@ -3,94 +3,23 @@ package controllers
 import (
 	"encoding/json"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/wiring"
 )
 
 // MiddlewareGVK is Traefik's Middleware kind.
-var MiddlewareGVK = schema.GroupVersionKind{Group: "traefik.io", Version: "v1alpha1", Kind: "Middleware"}
-
-// forwardHeaders are the canonical header names of a policy's forwardClaims, in spec order.
-// They come from the spec, not the compiled policy, so a policy that does not compile is still
-// wired (and denied by the server: fail closed) with the headers its author asked for.
-func forwardHeaders(p *authv1alpha1.JWTPolicy) []string {
-	out := make([]string, 0, len(p.Spec.ForwardClaims))
-	for _, fc := range p.Spec.ForwardClaims {
-		h := http.CanonicalHeaderKey(fc.Header)
-		if !slices.Contains(out, h) {
-			out = append(out, h)
-		}
-	}
-	return out
-}
+var MiddlewareGVK = wiring.MiddlewareGVK
 
 // MiddlewareName is the name of the Traefik Middleware of policy name.
-func MiddlewareName(policy string) string { return MiddlewarePrefix + policy }
-
-// middlewareRef is the router.middlewares entry of the Middleware of policy in namespace.
-func middlewareRef(namespace, policy string) string {
-	return namespace + "-" + MiddlewareName(policy) + traefikMiddlewareProvider
-}
-
-// userMiddlewares returns the router.middlewares entries that are not claimguard's, in order.
-// Entries "<ns>-claimguard-*@kubernetescrd" are claimguard's: the prefix is reserved.
-func userMiddlewares(namespace, value string) []string {
-	var out []string
-	ours := namespace + "-" + MiddlewarePrefix
-	for _, e := range strings.Split(value, ",") {
-		e = strings.TrimSpace(e)
-		if e == "" || (strings.HasPrefix(e, ours) && strings.HasSuffix(e, traefikMiddlewareProvider)) {
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// desiredAnnotations is the complete set of annotations claimguard applies to ing when owner
-// guards it (owner nil: unwired). Applying this set with the claimguard field manager adds or
-// updates these and removes every other annotation claimguard owned, so one apply moves an
-// Ingress between policies, between controllers, or back to unwired, and an Ingress is never
-// unwired in between. owned is the set of annotations claimguard owns now.
-func desiredAnnotations(opts WiringOptions, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind ingressKind, owned map[string]bool) map[string]string {
-	out := map[string]string{}
-	rest := userMiddlewares(ing.Namespace, ing.Annotations[AnnotationTraefikRouterMiddlewares])
-	if owner == nil || kind == kindUnsupported {
-		// Claimguard may own router.middlewares because it put its entry first; the user's
-		// own entries stay when claimguard's goes.
-		if owned[AnnotationTraefikRouterMiddlewares] && len(rest) > 0 {
-			out[AnnotationTraefikRouterMiddlewares] = strings.Join(rest, ",")
-		}
-		return out
-	}
-	out[AnnotationPolicy] = owner.Name
-	switch kind {
-	case kindNginx:
-		out[AnnotationNginxAuthURL] = opts.AuthURL(owner.Namespace, owner.Name)
-		if h := forwardHeaders(owner); len(h) > 0 {
-			out[AnnotationNginxAuthResponseHeaders] = strings.Join(h, ",")
-		}
-		out[AnnotationNginxAuthKeepalive] = nginxKeepalive
-		out[AnnotationNginxAuthKeepaliveRequests] = nginxKeepaliveRequests
-		out[AnnotationNginxAuthKeepaliveTimeout] = nginxKeepaliveTimeout
-		if owned[AnnotationTraefikRouterMiddlewares] && len(rest) > 0 {
-			out[AnnotationTraefikRouterMiddlewares] = strings.Join(rest, ",")
-		}
-	case kindTraefik:
-		// Claimguard's Middleware runs first, so no user middleware sees an unchecked request.
-		out[AnnotationTraefikRouterMiddlewares] = strings.Join(append([]string{middlewareRef(owner.Namespace, owner.Name)}, rest...), ",")
-	}
-	return out
-}
+func MiddlewareName(policy string) string { return wiring.MiddlewareName(policy) }
 
 // needsApply reports whether applying desired would change ing: a value differs, claimguard
 // does not own a field it wants (someone else set the same value), or claimguard owns a field
@@ -138,8 +67,8 @@ func ownedAnnotations(ing *networkingv1.Ingress) map[string]bool {
 func wiredTo(ing *networkingv1.Ingress) string { return ing.Annotations[AnnotationPolicy] }
 
 // isWired reports whether ing carries owner's complete wiring.
-func isWired(opts WiringOptions, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind ingressKind) bool {
-	want := desiredAnnotations(opts, owner, ing, kind, ownedAnnotations(ing))
+func isWired(opts WiringOptions, owner *authv1alpha1.JWTPolicy, ing *networkingv1.Ingress, kind wiring.Kind) bool {
+	want := wiring.DesiredAnnotations(opts, owner, ing, kind, ownedAnnotations(ing))
 	for k, v := range want {
 		if ing.Annotations[k] != v {
 			return false
@@ -165,7 +94,7 @@ func desiredMiddleware(opts WiringOptions, p *authv1alpha1.JWTPolicy) *unstructu
 		BlockOwnerDeletion: ptr.To(true),
 	}})
 	fa := map[string]any{"address": opts.AuthURL(p.Namespace, p.Name)}
-	if h := forwardHeaders(p); len(h) > 0 {
+	if h := wiring.ForwardHeaders(p); len(h) > 0 {
 		hs := make([]any, len(h))
 		for i := range h {
 			hs[i] = h[i]

@@ -1,4 +1,4 @@
-package controllers
+package wiring
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 )
 
-// ingressSelector returns the policy's ingressSelector as a labels.Selector: absent or empty
+// IngressSelector returns the policy's ingressSelector as a labels.Selector: absent or empty
 // selects every Ingress of the namespace.
-func ingressSelector(p *authv1alpha1.JWTPolicy) (labels.Selector, error) {
+func IngressSelector(p *authv1alpha1.JWTPolicy) (labels.Selector, error) {
 	if p.Spec.IngressSelector == nil {
 		return labels.Everything(), nil
 	}
@@ -30,33 +30,35 @@ type candidate struct {
 	selector labels.Selector // nil when the selector is invalid: selects nothing
 }
 
-// ownership decides which policy owns each Ingress of one namespace: of the live (not
+// Ownership decides which policy owns each Ingress of one namespace: of the live (not
 // deleting) policies that select it, the oldest by creationTimestamp, then by name. Every
 // replica and every pass computes the same answer from the same objects, and a policy being
 // deleted owns nothing, so its Ingresses pass straight to the next policy in line.
-type ownership struct {
+type Ownership struct {
 	cands []candidate // sorted: oldest first
 }
 
-func newOwnership(policies []authv1alpha1.JWTPolicy) *ownership {
-	o := &ownership{}
+// NewOwnership builds the Ownership of one namespace from its policies. It keeps pointers into
+// policies, which must not change afterwards.
+func NewOwnership(policies []authv1alpha1.JWTPolicy) *Ownership {
+	o := &Ownership{}
 	for i := range policies {
 		p := &policies[i]
 		if !p.DeletionTimestamp.IsZero() {
 			continue
 		}
-		sel, err := ingressSelector(p)
+		sel, err := IngressSelector(p)
 		if err != nil {
 			sel = nil
 		}
 		o.cands = append(o.cands, candidate{policy: p, selector: sel})
 	}
-	slices.SortFunc(o.cands, func(a, b candidate) int { return comparePolicies(a.policy, b.policy) })
+	slices.SortFunc(o.cands, func(a, b candidate) int { return ComparePolicies(a.policy, b.policy) })
 	return o
 }
 
-// comparePolicies orders policies by age: older first, then by name.
-func comparePolicies(a, b *authv1alpha1.JWTPolicy) int {
+// ComparePolicies orders policies by age: older first, then by name.
+func ComparePolicies(a, b *authv1alpha1.JWTPolicy) int {
 	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
 		return c
 	}
@@ -69,8 +71,8 @@ func comparePolicies(a, b *authv1alpha1.JWTPolicy) int {
 	return 0
 }
 
-// owner returns the policy that owns ing, nil when no live policy selects it.
-func (o *ownership) owner(ing *networkingv1.Ingress) *authv1alpha1.JWTPolicy {
+// Owner returns the policy that owns ing, nil when no live policy selects it.
+func (o *Ownership) Owner(ing *networkingv1.Ingress) *authv1alpha1.JWTPolicy {
 	set := labels.Set(ing.Labels)
 	for _, c := range o.cands {
 		if c.selector != nil && c.selector.Matches(set) {
@@ -80,8 +82,8 @@ func (o *ownership) owner(ing *networkingv1.Ingress) *authv1alpha1.JWTPolicy {
 	return nil
 }
 
-// lookup returns the live policy called name, nil when it is absent or being deleted.
-func (o *ownership) lookup(name string) *authv1alpha1.JWTPolicy {
+// Lookup returns the live policy called name, nil when it is absent or being deleted.
+func (o *Ownership) Lookup(name string) *authv1alpha1.JWTPolicy {
 	for _, c := range o.cands {
 		if c.policy.Name == name {
 			return c.policy
