@@ -43,8 +43,9 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// Setup adds to mgr the key Fetcher and the SnapshotBuilder (every replica) and the
-// JWTPolicyReconciler with its Middleware CRD watcher (leader only).
+// Setup adds to mgr the key Fetcher and the SnapshotBuilder (every replica), and the
+// JWTPolicyReconciler with its Middleware CRD watcher and the NamespaceReconciler, which keeps
+// the guarded label of namespaces (leader only).
 func Setup(mgr ctrl.Manager, o Options) (*SnapshotBuilder, *JWTPolicyReconciler, error) {
 	if o.Store == nil {
 		return nil, nil, errors.New("controllers: Options.Store is required")
@@ -95,6 +96,9 @@ func Setup(mgr ctrl.Manager, o Options) (*SnapshotBuilder, *JWTPolicyReconciler,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, nil, err
+	}
+	if err := (&NamespaceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	return b, r, nil
