@@ -45,21 +45,7 @@ const maxShownValue = 32
 
 // shorten quotes at most maxShownValue characters of a value for a trace,
 // with control characters escaped, and marks a cut with "…".
-func shorten(b []byte) string {
-	cut := false
-	if len(b) > maxShownValue {
-		n := maxShownValue
-		for n > 0 && !utf8.RuneStart(b[n]) {
-			n--
-		}
-		b, cut = b[:n], true
-	}
-	s := fmt.Sprintf("%q", b)
-	if cut {
-		s += "…"
-	}
-	return s
-}
+func shorten(b []byte) string { return shortenN(b, maxShownValue) }
 
 // maxShownIssuer bounds an "iss" quoted in a trace: issuers are
 // configuration, not secrets, and the whole string is what tells a trailing
