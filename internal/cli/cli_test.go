@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,12 +34,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "claimguard")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Dir = testenv.RepoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build claimguard:", err)
+	if binary, err = testenv.BuildClaimguard(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := testenv.Main(m, testenv.Options{}, func(e *testenv.Env) { env = e })
@@ -108,16 +103,6 @@ func TestManagerWithoutClusterFailsClearly(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func waitHTTP(t *testing.T, url string, want int) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -141,7 +126,7 @@ func waitHTTP(t *testing.T, url string, want int) string {
 // probes and metrics answer, it takes the leader-election Lease, and SIGTERM
 // stops it cleanly and releases the Lease.
 func TestManagerProcess(t *testing.T) {
-	metrics, probes, auth := freePort(t), freePort(t), freePort(t)
+	metrics, probes, auth := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	leaseName := "claimguard-test-lease"
 	cmd := exec.Command(binary, "manager",
 		"--kubeconfig", env.Kubeconfig,

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/webhook/authz/authztest"
 )
 
@@ -66,25 +67,6 @@ func mint(t *testing.T, alg string, mod func(map[string]any)) string {
 	return tok
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestServeBadFlags(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "p.yaml")
@@ -120,7 +102,7 @@ func TestServeInvalidFileAtStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "p.yaml")
 	bad := strings.Replace(policyYAML("shop", "bad", "  bogus: 1\n"), "inline: '", "uri: 'ftp://idp.example.com/jwks' #", 1)
 	writePolicyFile(t, file, policyYAML("shop", "orders", "")+"---\n"+bad+"---\n"+policyYAML("shop", "bad2", "  requiredClaims: [{claim: sub, operator: In}]\n"))
-	cmd := exec.Command(binary, "serve", "--policy-file", file, "--listen", freePort(t))
+	cmd := exec.Command(binary, "serve", "--policy-file", file, "--listen", testenv.FreeAddr(t))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -139,7 +121,7 @@ func TestServeInvalidFileAtStart(t *testing.T) {
 	// With the decoding problem fixed, the compile problems are reported.
 	writePolicyFile(t, file, policyYAML("shop", "orders", "")+"---\n"+strings.Replace(bad, "  bogus: 1\n", "", 1)+"---\n"+policyYAML("shop", "bad2", "  requiredClaims: [{claim: sub, operator: In}]\n"))
 	stderr.Reset()
-	cmd = exec.Command(binary, "serve", "--policy-file", file, "--listen", freePort(t))
+	cmd = exec.Command(binary, "serve", "--policy-file", file, "--listen", testenv.FreeAddr(t))
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil {
 		t.Fatal("serve started with a policy that does not compile")
@@ -166,9 +148,9 @@ func TestServeProcess(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "p.yaml")
 	writePolicyFile(t, file, policyYAML("shop", "orders", ""))
-	addr := freePort(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(binary, "serve", "--policy-file", file, "--listen", addr)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

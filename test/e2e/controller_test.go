@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,34 +29,6 @@ import (
 	"github.com/claimguard/claimguard/internal/proxytest"
 	"github.com/claimguard/claimguard/internal/testenv"
 )
-
-// syncBuffer is an io.Writer safe for a process's stdout and stderr at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // managerUser creates a user bound only to the generated config/rbac ClusterRole, so the
 // manager process below also proves the RBAC markers are sufficient, and returns its
@@ -271,8 +241,8 @@ func TestManagerWiresNginx(t *testing.T) {
 		}
 	}
 
-	authAddr, probes := freeAddr(t), freeAddr(t)
-	logs := &syncBuffer{}
+	authAddr, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	logs := &testenv.SyncBuffer{}
 	mgr := exec.Command(binary, "manager",
 		"--kubeconfig", managerUser(t, env),
 		"--leader-elect=true",

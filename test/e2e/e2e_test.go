@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,12 +31,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "claimguard")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Dir = testenv.RepoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build claimguard:", err)
+	if binary, err = testenv.BuildClaimguard(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -111,34 +106,17 @@ func writeAtomic(t *testing.T, path, content string) {
 	}
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // server is a running `claimguard serve`.
 type server struct {
 	base       string
 	policyFile string
-	logs       *logBuffer
+	logs       *testenv.SyncBuffer
 }
 
 func startServe(t *testing.T) *server {
 	t.Helper()
 	dir := t.TempDir()
-	s := &server{policyFile: filepath.Join(dir, "policies.yaml"), logs: &logBuffer{}}
+	s := &server{policyFile: filepath.Join(dir, "policies.yaml"), logs: &testenv.SyncBuffer{}}
 	writeAtomic(t, s.policyFile, policyFile())
 	secrets := filepath.Join(dir, "secrets")
 	writeAtomic(t, filepath.Join(secrets, "shop", "idp-hmac", "jwks.json"), issuer().SecretJWKS())
