@@ -126,7 +126,7 @@ func waitHTTP(t *testing.T, url string, want int) string {
 // probes and metrics answer, it takes the leader-election Lease, and SIGTERM
 // stops it cleanly and releases the Lease.
 func TestManagerProcess(t *testing.T) {
-	metrics, probes, auth := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	metrics, probes, auth, webhooks := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	leaseName := "claimguard-test-lease"
 	cmd := exec.Command(binary, "manager",
 		"--kubeconfig", env.Kubeconfig,
@@ -135,6 +135,11 @@ func TestManagerProcess(t *testing.T) {
 		"--auth-bind-address", auth,
 		"--leader-election-namespace", "default",
 		"--leader-election-id", leaseName,
+		// No webhook configurations are installed here: the certificate is still issued
+		// (readiness waits for it) and injected once they appear.
+		"--webhook-bind-address", webhooks,
+		"--webhook-service-namespace", "default",
+		"--webhook-cert-secret", "claimguard-test-process-cert",
 	)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	goflag "flag"
 	"fmt"
@@ -8,11 +10,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,12 +27,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/claimguard/claimguard/controllers"
+	"github.com/claimguard/claimguard/internal/certs"
 	"github.com/claimguard/claimguard/internal/keys"
 	"github.com/claimguard/claimguard/internal/policy"
 	"github.com/claimguard/claimguard/internal/scheme"
 	"github.com/claimguard/claimguard/internal/store"
+	"github.com/claimguard/claimguard/webhook/admission"
 	"github.com/claimguard/claimguard/webhook/authz"
 )
 
@@ -66,8 +75,48 @@ type ManagerOptions struct {
 	// CRDRecheckInterval is how often the presence of Traefik's Middleware CRD is checked.
 	CRDRecheckInterval time.Duration
 
+	// Webhook configures the admission webhooks and their certificate.
+	Webhook WebhookOptions
+
 	zap zap.Options
 }
+
+// Certificate modes of the admission webhook server.
+const (
+	// CertModeSelfManaged: claimguard keeps its own CA and serving certificate in a Secret and
+	// injects the CA bundle into its webhook configurations.
+	CertModeSelfManaged = "self-managed"
+	// CertModeExternal: another tool (cert-manager) provides tls.crt and tls.key in
+	// --webhook-cert-dir and injects the CA bundle.
+	CertModeExternal = "external"
+)
+
+// WebhookOptions configure the admission webhook server.
+type WebhookOptions struct {
+	// Addr is the listener of the webhook server ("0": no webhook server).
+	Addr string
+	// CertMode is CertModeSelfManaged or CertModeExternal.
+	CertMode string
+	// CertDir holds tls.crt and tls.key in external mode.
+	CertDir string
+	// Secret is the Secret of the self-managed CA and certificate, in Namespace.
+	Secret string
+	// ServiceName and Namespace name the webhook Service: the certificate is for
+	// <ServiceName>.<Namespace>.svc, and the Secret lives in Namespace.
+	ServiceName, Namespace string
+	// ExtraSANs are further DNS names or IP addresses of the certificate.
+	ExtraSANs []string
+	// ValidatingConfiguration and MutatingConfiguration are the webhook configurations whose
+	// caBundle claimguard keeps ("" for none).
+	ValidatingConfiguration, MutatingConfiguration string
+	// CALifetime, CertLifetime and PropagationDelay tune the rotation.
+	CALifetime, CertLifetime, PropagationDelay time.Duration
+	// ServiceAccountName and ServiceAccountNamespace are claimguard's own service account, whose
+	// Ingress writes the guard trusts.
+	ServiceAccountName, ServiceAccountNamespace string
+}
+
+func (w WebhookOptions) enabled() bool { return w.Addr != "0" }
 
 // NewManagerOptions returns the defaults.
 func NewManagerOptions() *ManagerOptions {
@@ -95,7 +144,36 @@ func NewManagerOptions() *ManagerOptions {
 		KubeAPIBurst:            1000,
 		MaxConcurrentReconciles: 16,
 		CRDRecheckInterval:      30 * time.Second,
+		Webhook:                 webhookDefaults(),
 		zap:                     zap.Options{Development: false},
+	}
+}
+
+// webhookDefaults are the defaults of the webhook flags: the names of config/webhook, in the
+// pod's namespace and with the pod's service account when the downward API provides them
+// (POD_NAMESPACE, POD_SERVICE_ACCOUNT).
+func webhookDefaults() WebhookOptions {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "claimguard-system"
+	}
+	sa := os.Getenv("POD_SERVICE_ACCOUNT")
+	if sa == "" {
+		sa = "claimguard"
+	}
+	return WebhookOptions{
+		Addr:                    ":9443",
+		CertMode:                CertModeSelfManaged,
+		Secret:                  "claimguard-webhook-cert",
+		ServiceName:             "claimguard-webhook-service",
+		Namespace:               ns,
+		ValidatingConfiguration: "claimguard-validating-webhook-configuration",
+		MutatingConfiguration:   "claimguard-mutating-webhook-configuration",
+		CALifetime:              certs.DefaultCALifetime,
+		CertLifetime:            certs.DefaultCertLifetime,
+		PropagationDelay:        certs.DefaultPropagationDelay,
+		ServiceAccountName:      sa,
+		ServiceAccountNamespace: ns,
 	}
 }
 
@@ -138,6 +216,21 @@ func (o *ManagerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the API server.")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "JWTPolicies reconciled at the same time.")
 	fs.DurationVar(&o.CRDRecheckInterval, "traefik-crd-recheck-interval", o.CRDRecheckInterval, "How often to check whether Traefik's Middleware CRD is installed.")
+	w := &o.Webhook
+	fs.StringVar(&w.Addr, "webhook-bind-address", w.Addr, "Address of the admission webhook server (TLS); every replica serves. \"0\" disables the webhooks.")
+	fs.StringVar(&w.CertMode, "cert-mode", w.CertMode, "Where the webhook certificate comes from: self-managed (a CA and certificate kept in --webhook-cert-secret, CA bundle injected) or external (cert-manager: tls.crt and tls.key in --webhook-cert-dir).")
+	fs.StringVar(&w.CertDir, "webhook-cert-dir", w.CertDir, "Directory holding tls.crt and tls.key, reloaded when they change (--cert-mode=external).")
+	fs.StringVar(&w.Secret, "webhook-cert-secret", w.Secret, "Secret holding the self-managed webhook CA and serving certificate, in --webhook-service-namespace.")
+	fs.StringVar(&w.ServiceName, "webhook-service-name", w.ServiceName, "Service in front of the webhook servers; the certificate is for <name>.<namespace>.svc.")
+	fs.StringVar(&w.Namespace, "webhook-service-namespace", w.Namespace, "Namespace of the webhook Service and certificate Secret; default: $POD_NAMESPACE, else claimguard-system.")
+	fs.StringSliceVar(&w.ExtraSANs, "webhook-cert-extra-sans", w.ExtraSANs, "Further DNS names or IP addresses of the webhook certificate (for webhook configurations with a clientConfig.url).")
+	fs.StringVar(&w.ValidatingConfiguration, "validating-webhook-configuration", w.ValidatingConfiguration, "ValidatingWebhookConfiguration whose caBundle claimguard keeps (self-managed); empty: none.")
+	fs.StringVar(&w.MutatingConfiguration, "mutating-webhook-configuration", w.MutatingConfiguration, "MutatingWebhookConfiguration whose caBundle claimguard keeps (self-managed); empty: none.")
+	fs.DurationVar(&w.CALifetime, "webhook-ca-lifetime", w.CALifetime, "Validity of a self-managed webhook CA; renewed after two thirds.")
+	fs.DurationVar(&w.CertLifetime, "webhook-cert-lifetime", w.CertLifetime, "Validity of a self-managed webhook serving certificate; renewed after two thirds.")
+	fs.DurationVar(&w.PropagationDelay, "webhook-ca-propagation-delay", w.PropagationDelay, "How long a new CA is in the injected bundle before a certificate it signed is served.")
+	fs.StringVar(&w.ServiceAccountName, "service-account-name", w.ServiceAccountName, "claimguard's own service account, whose Ingress writes the guard trusts; default: $POD_SERVICE_ACCOUNT, else claimguard.")
+	fs.StringVar(&w.ServiceAccountNamespace, "service-account-namespace", w.ServiceAccountNamespace, "Namespace of that service account; default: $POD_NAMESPACE, else claimguard-system.")
 	gfs := goflag.NewFlagSet("zap", goflag.ContinueOnError)
 	o.zap.BindFlags(gfs)
 	fs.AddGoFlagSet(gfs)
@@ -180,6 +273,9 @@ func (o *ManagerOptions) Validate() error {
 	if o.ShutdownDelay < 0 {
 		return usageError("--shutdown-delay %s: must not be negative", o.ShutdownDelay)
 	}
+	if err := o.Webhook.validate(); err != nil {
+		return err
+	}
 	if o.LeaderElect {
 		if o.LeaderElectionID == "" {
 			return usageError("--leader-election-id must not be empty")
@@ -189,6 +285,68 @@ func (o *ManagerOptions) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (w *WebhookOptions) validate() error {
+	if !w.enabled() {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(w.Addr); err != nil {
+		return usageError("--webhook-bind-address %q: %v", w.Addr, err)
+	}
+	if w.ServiceAccountName == "" || w.ServiceAccountNamespace == "" {
+		return usageError("--service-account-name and --service-account-namespace must not be empty")
+	}
+	switch w.CertMode {
+	case CertModeExternal:
+		if w.CertDir == "" {
+			return usageError("--cert-mode=external needs --webhook-cert-dir (where cert-manager mounts tls.crt and tls.key)")
+		}
+	case CertModeSelfManaged:
+		co, err := w.certOptions()
+		if err != nil {
+			return err
+		}
+		if err := co.Validate(); err != nil {
+			return usageError("%v", err)
+		}
+	default:
+		return usageError("--cert-mode %q: must be %s or %s", w.CertMode, CertModeSelfManaged, CertModeExternal)
+	}
+	return nil
+}
+
+// certOptions are the rotator's options from the flags.
+func (w *WebhookOptions) certOptions() (certs.Options, error) {
+	o := certs.Options{
+		Namespace:        w.Namespace,
+		SecretName:       w.Secret,
+		CALifetime:       w.CALifetime,
+		CertLifetime:     w.CertLifetime,
+		PropagationDelay: w.PropagationDelay,
+	}
+	if w.ServiceName != "" {
+		o.DNSNames = append(o.DNSNames, w.ServiceName+"."+w.Namespace+".svc")
+	}
+	for _, san := range w.ExtraSANs {
+		san = strings.TrimSpace(san)
+		switch {
+		case san == "":
+		case net.ParseIP(san) != nil:
+			o.IPAddresses = append(o.IPAddresses, net.ParseIP(san))
+		case len(validation.IsDNS1123Subdomain(san)) == 0:
+			o.DNSNames = append(o.DNSNames, san)
+		default:
+			return o, usageError("--webhook-cert-extra-sans %q: neither an IP address nor a DNS name", san)
+		}
+	}
+	if w.ValidatingConfiguration != "" {
+		o.ValidatingWebhookConfigurations = []string{w.ValidatingConfiguration}
+	}
+	if w.MutatingConfiguration != "" {
+		o.MutatingWebhookConfigurations = []string{w.MutatingConfiguration}
+	}
+	return o, nil
 }
 
 func (o *ManagerOptions) restConfig() (*rest.Config, error) {
@@ -225,10 +383,12 @@ func newManagerCommand(_, _ io.Writer) *cobra.Command {
 
 // Run starts the manager and blocks until SIGTERM or SIGINT.
 //
-// Every replica runs the informer cache, the key fetcher, the snapshot builder
-// and the forward-auth server, so every replica answers /authz from its own
-// cache; the JWTPolicy reconciler (status, Events, Ingress wiring) runs on the
-// leader only.
+// Every replica runs the informer cache, the key fetcher, the snapshot builder,
+// the forward-auth server and the admission webhook server (serving the
+// certificate from the Secret), so every replica answers /authz and admission
+// calls from its own cache; the JWTPolicy reconciler (status, Events, Ingress
+// wiring), the namespace labels and the certificate rotator run on the leader
+// only.
 func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap), zap.WriteTo(cmd.ErrOrStderr())))
 	log := ctrl.Log.WithName("setup")
@@ -239,7 +399,12 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	var cacheOpts cache.Options
 	controllers.ConfigureCache(&cacheOpts)
+	wh, err := o.webhookServer(cfg)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:                 wh.server,
 		Scheme:                        scheme.New(),
 		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -283,6 +448,9 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	}); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}
+	if err := o.setupWebhooks(mgr, wh); err != nil {
+		return err
+	}
 	srv, err := authz.NewServer(authz.Options{
 		Addr:          o.AuthAddr,
 		TLSCertFile:   o.AuthTLSCertFile,
@@ -308,7 +476,7 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 		return fmt.Errorf("add readiness check: %w", err)
 	}
 	log.Info("Starting manager", "leaderElection", o.LeaderElect, "metrics", o.MetricsAddr, "probes", o.ProbeAddr,
-		"auth", o.AuthAddr, "authURL", o.Wiring.AuthURL("<namespace>", "<policy>"))
+		"auth", o.AuthAddr, "authURL", o.Wiring.AuthURL("<namespace>", "<policy>"), "webhooks", o.Webhook.Addr, "certMode", o.Webhook.CertMode)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
@@ -343,4 +511,101 @@ func snapshotReady(st *store.Store, now func() time.Time, grace time.Duration) f
 		}
 		return nil
 	}
+}
+
+// webhookSetup is the webhook server of a manager and, in self-managed mode, its certificate.
+type webhookSetup struct {
+	server webhook.Server
+	source *certs.Source
+	// ready gates the server: the certificate is loaded and the caches have synced.
+	waitCache func(context.Context) bool
+}
+
+// webhookServer builds the admission webhook server: TLS from the self-managed Source or from
+// --webhook-cert-dir, HTTP/2 off (CVE-2023-44487: the API server speaks HTTP/1.1 to webhooks
+// anyway), and a gate that holds back listening until the certificate is loaded and the caches
+// have synced, so that no call is answered from an empty cache. With --webhook-bind-address=0
+// the server is disabled.
+func (o *ManagerOptions) webhookServer(cfg *rest.Config) (*webhookSetup, error) {
+	w := o.Webhook
+	if !w.enabled() {
+		return &webhookSetup{server: webhook.NewServer(webhook.Options{Port: -1})}, nil
+	}
+	host, portStr, _ := net.SplitHostPort(w.Addr)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, usageError("--webhook-bind-address %q: %v", w.Addr, err)
+	}
+	ws := &webhookSetup{}
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"}; c.MinVersion = tls.VersionTLS12 }}
+	wo := webhook.Options{Host: host, Port: port}
+	if w.CertMode == CertModeSelfManaged {
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("client for the webhook certificate: %w", err)
+		}
+		ws.source = certs.NewSource(cs, w.Namespace, w.Secret, ctrl.Log.WithName("certs"))
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = ws.source.GetCertificate })
+	} else {
+		wo.CertDir = w.CertDir
+	}
+	wo.TLSOpts = tlsOpts
+	ws.server = certs.Gate(webhook.NewServer(wo), func(ctx context.Context) error {
+		if ws.source != nil {
+			if err := ws.source.WaitReady(ctx); err != nil {
+				return err
+			}
+		}
+		if ws.waitCache != nil && !ws.waitCache(ctx) {
+			return errors.New("the caches did not sync")
+		}
+		return nil
+	})
+	return ws, nil
+}
+
+// setupWebhooks registers the webhooks and, in self-managed mode, the certificate Source
+// (every replica) and Rotator (leader), and the readiness check of the webhook server.
+func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error {
+	w := o.Webhook
+	if !w.enabled() {
+		return nil
+	}
+	ws.waitCache = mgr.GetCache().WaitForCacheSync
+	if err := admission.Setup(mgr, admission.Options{
+		Wiring:                o.Wiring,
+		AllowInsecureJWKSHTTP: o.AllowInsecureJWKSHTTP,
+		TrustedUsers:          []string{admission.ServiceAccountUsername(w.ServiceAccountNamespace, w.ServiceAccountName)},
+	}); err != nil {
+		return fmt.Errorf("set up admission webhooks: %w", err)
+	}
+	if ws.source != nil {
+		co, err := w.certOptions()
+		if err != nil {
+			return err
+		}
+		co.Logger = ctrl.Log.WithName("certs")
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("client for the webhook certificate: %w", err)
+		}
+		rot, err := certs.NewRotator(cs, co)
+		if err != nil {
+			return err
+		}
+		ws.source.OnChange(rot.Trigger)
+		if err := mgr.Add(ws.source); err != nil {
+			return fmt.Errorf("add webhook certificate source: %w", err)
+		}
+		if err := mgr.Add(rot); err != nil {
+			return fmt.Errorf("add webhook certificate rotator: %w", err)
+		}
+	}
+	// Ready once the webhook server answers TLS: the gate opened (certificate loaded, caches
+	// synced). The forward-auth listener of the same pod waits for this too, which matters only
+	// at start: a rotation never takes a loaded certificate away.
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return fmt.Errorf("add webhook readiness check: %w", err)
+	}
+	return nil
 }

@@ -253,6 +253,8 @@ func TestManagerWiresNginx(t *testing.T) {
 		"--auth-bind-address", authAddr,
 		"--auth-service-namespace", "claimguard-system",
 		"--shutdown-delay", "0s",
+		// No webhook configurations here: the admission webhooks have their own tests.
+		"--webhook-bind-address", "0",
 	)
 	mgr.Stdout, mgr.Stderr = logs, logs
 	mgr.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
