@@ -3,8 +3,19 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +23,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -210,5 +222,88 @@ func TestManagerWebhookFlags(t *testing.T) {
 	o.Webhook.Addr, o.Webhook.CertMode = "0", "manual"
 	if err := o.Validate(); err != nil {
 		t.Errorf("--webhook-bind-address=0 with other webhook flags: %v", err)
+	}
+}
+
+// writeServingCert writes a self-signed certificate for 127.0.0.1 into dir as tls.crt and
+// tls.key, the layout cert-manager mounts, and returns its DER.
+func writeServingCert(t *testing.T, dir string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "cert-manager-issued"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: pkcs8}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return der
+}
+
+// TestManagerExternalCertificates runs the manager with --cert-mode=external: it serves the
+// certificate found in --webhook-cert-dir (as cert-manager mounts it), writes no Secret of its
+// own, and offers HTTP/1.1 only.
+func TestManagerExternalCertificates(t *testing.T) {
+	dir := t.TempDir()
+	der := writeServingCert(t, dir)
+	probes, webhooks := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cmd := exec.Command(binary, "manager",
+		"--kubeconfig", env.Kubeconfig,
+		"--leader-elect=false",
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", probes,
+		"--auth-bind-address", testenv.FreeAddr(t),
+		"--webhook-bind-address", webhooks,
+		"--cert-mode", "external",
+		"--webhook-cert-dir", dir,
+		"--webhook-service-namespace", "default",
+		"--webhook-cert-secret", "must-not-be-created",
+		"--shutdown-delay", "0s",
+	)
+	logs := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer stopManager(t, cmd, logs, exited)
+	waitHTTP(t, "http://"+probes+"/readyz", http.StatusOK)
+
+	pool := x509.NewCertPool()
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AddCert(cert)
+	conn, err := tls.Dial("tcp", webhooks, &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatalf("TLS to the webhook server with the mounted certificate: %v\n%s", err, logs.String())
+	}
+	defer conn.Close()
+	if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+		t.Error("the webhook server negotiated HTTP/2")
+	}
+	err = env.Client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "must-not-be-created"}, &corev1.Secret{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("external mode and a certificate Secret: %v, want NotFound", err)
 	}
 }
