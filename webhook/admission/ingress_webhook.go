@@ -11,7 +11,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,6 +33,10 @@ const VerbExempt = "exempt"
 type guardScope struct {
 	// Reader reads JWTPolicies, IngressClasses and Namespaces (the manager's cache).
 	Reader client.Reader
+	// APIReader reads a Namespace the cache does not hold yet (nil: none). The API server calls
+	// the webhooks only for namespaces the leader has labelled, which this replica's cache may
+	// not have caught up with by a few milliseconds.
+	APIReader client.Reader
 	// Wiring says what claimguard writes on a guarded Ingress.
 	Wiring wiring.Options
 	// TrustedUsers are the usernames whose Ingress writes the guard leaves alone: claimguard's
@@ -177,7 +181,11 @@ func (v *IngressValidator) validate(ctx context.Context, old, ing *networkingv1.
 		return nil, nil
 	}
 	ns := &corev1.Namespace{}
-	if err := v.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns); err != nil {
+	err = v.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
+	if apierrors.IsNotFound(err) && v.APIReader != nil {
+		err = v.APIReader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("claimguard could not read namespace %s, so it cannot check this change; retry: %w", req.Namespace, err)
 	}
 	if ns.Labels[wiring.LabelExempt] == "true" {
@@ -229,7 +237,6 @@ func (v *IngressValidator) mayExempt(ctx context.Context, req admission.Request)
 		extra[k] = authorizationv1.ExtraValue(val)
 	}
 	sar := &authorizationv1.SubjectAccessReview{
-		ObjectMeta: metav1.ObjectMeta{},
 		Spec: authorizationv1.SubjectAccessReviewSpec{
 			User:   req.UserInfo.Username,
 			UID:    req.UserInfo.UID,

@@ -46,7 +46,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Complete(); err != nil {
 		return fmt.Errorf("register the JWTPolicy webhooks: %w", err)
 	}
-	scope := guardScope{Reader: reader, Wiring: o.Wiring, TrustedUsers: o.TrustedUsers}
+	scope := guardScope{Reader: reader, APIReader: mgr.GetAPIReader(), Wiring: o.Wiring, TrustedUsers: o.TrustedUsers}
 	if err := ctrl.NewWebhookManagedBy(mgr, &networkingv1.Ingress{}).
 		WithDefaulter(&IngressMutator{guardScope: scope}).
 		WithValidator(&IngressValidator{guardScope: scope, Authorizer: mgr.GetClient()}).
