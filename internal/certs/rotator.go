@@ -180,6 +180,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 }
 
 // Check brings the Secret and the bundles up to date once and returns when it next needs to.
+// Start calls it; it is not safe for concurrent use.
 func (r *Rotator) Check(ctx context.Context) (time.Time, error) {
 	now := r.clock.Now()
 	secrets := r.cs.CoreV1().Secrets(r.o.Namespace)
