@@ -516,14 +516,16 @@ func snapshotReady(st *store.Store, now func() time.Time, grace time.Duration) f
 // webhookSetup is the webhook server of a manager and, in self-managed mode, its certificate.
 type webhookSetup struct {
 	server webhook.Server
-	source *certs.Source
-	// ready gates the server: the certificate is loaded and the caches have synced.
+	// source and clientset serve and rotate the self-managed certificate (nil: external).
+	source    *certs.Source
+	clientset kubernetes.Interface
+	// waitCache waits for the manager's caches; set once the manager exists.
 	waitCache func(context.Context) bool
 }
 
 // webhookServer builds the admission webhook server: TLS from the self-managed Source or from
-// --webhook-cert-dir, HTTP/2 off (CVE-2023-44487: the API server speaks HTTP/1.1 to webhooks
-// anyway), and a gate that holds back listening until the certificate is loaded and the caches
+// --webhook-cert-dir, HTTP/2 off (CVE-2023-44487, rapid reset; admission calls need nothing
+// HTTP/1.1 lacks), and a gate that holds back listening until the certificate is loaded and the caches
 // have synced, so that no call is answered from an empty cache. With --webhook-bind-address=0
 // the server is disabled.
 func (o *ManagerOptions) webhookServer(cfg *rest.Config) (*webhookSetup, error) {
@@ -540,11 +542,10 @@ func (o *ManagerOptions) webhookServer(cfg *rest.Config) (*webhookSetup, error) 
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"}; c.MinVersion = tls.VersionTLS12 }}
 	wo := webhook.Options{Host: host, Port: port}
 	if w.CertMode == CertModeSelfManaged {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
+		if ws.clientset, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("client for the webhook certificate: %w", err)
 		}
-		ws.source = certs.NewSource(cs, w.Namespace, w.Secret, ctrl.Log.WithName("certs"))
+		ws.source = certs.NewSource(ws.clientset, w.Namespace, w.Secret, ctrl.Log.WithName("certs"))
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = ws.source.GetCertificate })
 	} else {
 		wo.CertDir = w.CertDir
@@ -585,11 +586,7 @@ func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error
 			return err
 		}
 		co.Logger = ctrl.Log.WithName("certs")
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("client for the webhook certificate: %w", err)
-		}
-		rot, err := certs.NewRotator(cs, co)
+		rot, err := certs.NewRotator(ws.clientset, co)
 		if err != nil {
 			return err
 		}
