@@ -36,6 +36,10 @@ manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests under 
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	@# The Helm chart ships the same CRDs and renders its RBAC from the same rules.
+	rm -f charts/claimguard/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/claimguard/crds/
+	cp config/rbac/role.yaml charts/claimguard/files/role.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods of the API types.
@@ -54,7 +58,7 @@ verify: manifests generate ## Fail when generated files or formatting are stale.
 	@hack/verify.sh
 
 .PHONY: test
-test: controlplane verify vet ## Run every test on a real control plane, then a short fuzz run.
+test: controlplane helm verify vet ## Run every test on a real control plane, then a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
@@ -72,13 +76,25 @@ bench: ## Run the Go benchmarks.
 build: ## Build bin/claimguard.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claimguard .
 
+.PHONY: dev
+dev: ## Start a local control plane, run claimguard on it and print requests to try (Ctrl-C stops all).
+	hack/dev.sh
+
 .PHONY: run
 run: ## Run the manager against the cluster in KUBECONFIG.
 	go run . manager --leader-elect=false
 
+.PHONY: helm-lint
+helm-lint: helm ## Lint the Helm chart.
+	$(HELM) lint --strict charts/claimguard
+
 .PHONY: docker-build
 docker-build: ## Build the container image IMG (needs a Docker engine).
 	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image IMG.
+	docker push $(IMG)
 
 ##@ Deployment
 
@@ -89,6 +105,16 @@ install: manifests ## Install the CRDs into the cluster in KUBECONFIG.
 .PHONY: uninstall
 uninstall: manifests ## Remove the CRDs from the cluster in KUBECONFIG.
 	kubectl delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy claimguard (config/default) with image IMG to the cluster in KUBECONFIG.
+	@tmp=$$(mktemp -d "$(CURDIR)/config/.deploy-XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
+	printf 'resources:\n- ../default\npatches:\n- target: {kind: Deployment, name: claimguard-controller-manager}\n  patch: |-\n    - {op: replace, path: /spec/template/spec/containers/0/image, value: "%s"}\n' '$(IMG)' > "$$tmp/kustomization.yaml"; \
+	kubectl apply --server-side -k "$$tmp"
+
+.PHONY: undeploy
+undeploy: ## Remove claimguard (config/default) from the cluster in KUBECONFIG. Delete JWTPolicies first.
+	kubectl delete --ignore-not-found -k config/default
 
 ##@ Tools
 
