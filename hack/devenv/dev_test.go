@@ -124,6 +124,41 @@ func TestMakeDev(t *testing.T) {
 		t.Errorf("%s: %v, want exit 1 and DENY 403 claim_mismatch:\n%s", explain, err, got)
 	}
 
+	// The guard, as the README shows it: a new Ingress in the dev namespace is wired at
+	// admission, and a snippet annotation is refused.
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	ingress := `apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: orders, namespace: dev}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: orders.dev.localhost
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: orders, port: {number: 80}}}}
+`
+	apply := exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(ingress)
+	if got, err := apply.CombinedOutput(); err != nil {
+		t.Errorf("kubectl apply of an Ingress: %v\n%s", err, got)
+	}
+	authURL, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "ingress", "-n", "dev", "orders",
+		"-o", `jsonpath={.metadata.annotations.nginx\.ingress\.kubernetes\.io/auth-url}`).CombinedOutput()
+	if err != nil || string(authURL) != "http://claimguard.claimguard-system.svc:8443/authz/dev/orders" {
+		t.Errorf("the new Ingress is wired to %q (%v)", authURL, err)
+	}
+	snippet, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "annotate", "ingress", "-n", "dev", "orders",
+		"nginx.ingress.kubernetes.io/configuration-snippet=auth_request off;").CombinedOutput()
+	if err == nil || !strings.Contains(string(snippet), `admission webhook "vingress.claimguard.dev" denied the request`) {
+		t.Errorf("a snippet on a guarded Ingress was not refused (%v):\n%s", err, snippet)
+	}
+
 	// What is running now, to check after Ctrl-C.
 	var st state
 	data, err := os.ReadFile(filepath.Join(dir, "devenv.json"))
