@@ -27,8 +27,14 @@ type Options struct {
 	// Store receives the snapshots; the forward-auth server reads it.
 	Store *store.Store
 	// Fetcher configures the shared remote key fetcher. Its Observer, if any, is told about
-	// refreshes too (metrics); Setup adds its own.
+	// refreshes too (metrics); Setup adds its own. With KeyFetcher set, only its
+	// AllowInsecureHTTP is used (compiles accept http:// URLs).
 	Fetcher keys.FetcherOptions
+	// KeyFetcher, when set, is used instead of a fetcher built from Fetcher: the caller runs
+	// it (Start) and tells the returned SnapshotBuilder about its refreshes (ObserveRefresh).
+	// A fetcher that outlives the manager lets a manager built again in the same process (after
+	// a lost leader election) find every key set loaded: its compiles share the live sources.
+	KeyFetcher *keys.Fetcher
 	// TokenCache is the verified-token cache; nil: none.
 	TokenCache *policy.Cache
 	// MaxTokenBytes is the token size cap; 0: the engine's default.
@@ -55,19 +61,22 @@ func Setup(mgr ctrl.Manager, o Options) (*SnapshotBuilder, *JWTPolicyReconciler,
 	}
 	t := o.Timing.withDefaults()
 	var b *SnapshotBuilder
-	extra := o.Fetcher.Observer
-	// b is assigned before any policy is compiled, so before any source can refresh.
-	o.Fetcher.Observer = keys.ObserverFunc(func(ev keys.RefreshEvent) {
-		if b != nil {
-			b.ObserveRefresh(ev)
+	fetcher := o.KeyFetcher
+	if fetcher == nil {
+		extra := o.Fetcher.Observer
+		// b is assigned before any policy is compiled, so before any source can refresh.
+		o.Fetcher.Observer = keys.ObserverFunc(func(ev keys.RefreshEvent) {
+			if b != nil {
+				b.ObserveRefresh(ev)
+			}
+			if extra != nil {
+				extra.ObserveRefresh(ev)
+			}
+		})
+		fetcher = keys.NewFetcher(o.Fetcher)
+		if err := mgr.Add(fetcherRunnable{fetcher}); err != nil {
+			return nil, nil, fmt.Errorf("add key fetcher: %w", err)
 		}
-		if extra != nil {
-			extra.ObserveRefresh(ev)
-		}
-	})
-	fetcher := keys.NewFetcher(o.Fetcher)
-	if err := mgr.Add(fetcherRunnable{fetcher}); err != nil {
-		return nil, nil, fmt.Errorf("add key fetcher: %w", err)
 	}
 	b, err := NewSnapshotBuilder(mgr, SnapshotBuilderOptions{
 		Store:             o.Store,

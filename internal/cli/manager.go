@@ -13,20 +13,27 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/leaderelection"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/claimguard/claimguard/controllers"
@@ -389,42 +396,31 @@ func newManagerCommand(_, _ io.Writer) *cobra.Command {
 // calls from its own cache; the JWTPolicy reconciler (status, Events, Ingress
 // wiring), the namespace labels and the certificate rotator run on the leader
 // only.
+//
+// The forward-auth server, the snapshot store it answers from, the token
+// cache, the key fetcher, the health probes and the leader-election identity
+// live as long as the process; the controller-runtime manager (informer
+// cache, snapshot builder, controllers, webhooks, metrics) is built on top of
+// them. controller-runtime stops a manager for good when it loses the leader
+// election, which happens to the leader whenever it cannot renew its lease for
+// the renew deadline: an API server outage of 10s does it. Exiting then would
+// take forward-auth away from this replica until it restarted and its cache
+// synced again, which with the API server away is never, while the last
+// snapshot is still good. So Run keeps answering from the last snapshot and
+// builds a new manager, which waits for the API server, syncs, republishes and
+// stands for election again under the same identity (so it takes its own
+// unexpired lease back at once instead of waiting out a lease duration).
 func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap), zap.WriteTo(cmd.ErrOrStderr())))
-	log := ctrl.Log.WithName("setup")
 	cfg, err := o.restConfig()
 	if err != nil {
 		return err
 	}
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
-	var cacheOpts cache.Options
-	controllers.ConfigureCache(&cacheOpts)
-	wh, err := o.webhookServer(cfg)
-	if err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		WebhookServer:                 wh.server,
-		Scheme:                        scheme.New(),
-		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
-		HealthProbeBindAddress:        o.ProbeAddr,
-		LeaderElection:                o.LeaderElect,
-		LeaderElectionID:              o.LeaderElectionID,
-		LeaderElectionNamespace:       o.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &o.LeaseDuration,
-		RenewDeadline:                 &o.RenewDeadline,
-		RetryPeriod:                   &o.RetryPeriod,
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
 
-	st := store.New()
-	var tokenCache *policy.Cache
+	sh := &managerShared{store: store.New()}
 	if o.TokenCacheEntries > 0 {
-		tokenCache = policy.NewCache(o.TokenCacheEntries)
+		sh.tokenCache = policy.NewCache(o.TokenCacheEntries)
 	}
 	metrics, err := authz.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
@@ -433,30 +429,35 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	// In the cluster a reload is a snapshot publish by the builder; a policy
 	// that does not compile is reported on its own status, not as a failed
 	// reload, so every publish counts as a successful one.
-	st.OnPublish(func(*store.Snapshot) { metrics.ObserveReload(nil) })
-	if _, _, err := controllers.Setup(mgr, controllers.Options{
-		Store: st,
-		Fetcher: keys.FetcherOptions{
-			AllowInsecureHTTP: o.AllowInsecureJWKSHTTP,
-			Observer:          metrics.KeysObserver(ctrl.Log.WithName("keys")),
-		},
-		TokenCache:              tokenCache,
-		MaxTokenBytes:           o.MaxTokenBytes,
-		Wiring:                  o.Wiring,
-		Timing:                  controllers.Timing{CRDRecheck: o.CRDRecheckInterval},
-		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-	}); err != nil {
-		return fmt.Errorf("set up controllers: %w", err)
-	}
-	if err := o.setupWebhooks(mgr, wh); err != nil {
-		return err
+	sh.store.OnPublish(func(*store.Snapshot) { metrics.ObserveReload(nil) })
+	keysObserver := metrics.KeysObserver(ctrl.Log.WithName("keys"))
+	sh.fetcher = keys.NewFetcher(keys.FetcherOptions{
+		AllowInsecureHTTP: o.AllowInsecureJWKSHTTP,
+		Observer: keys.ObserverFunc(func(ev keys.RefreshEvent) {
+			if b := sh.builder.Load(); b != nil {
+				b.ObserveRefresh(ev)
+			}
+			keysObserver.ObserveRefresh(ev)
+		}),
+	})
+	if o.LeaderElect {
+		// A copy: NewResourceLock sets its own user agent and request timeout on the config.
+		sh.lock, err = leaderelection.NewResourceLock(rest.CopyConfig(cfg), noEvents{}, leaderelection.Options{
+			LeaderElection:          true,
+			LeaderElectionID:        o.LeaderElectionID,
+			LeaderElectionNamespace: o.LeaderElectionNamespace,
+			RenewDeadline:           o.RenewDeadline,
+		})
+		if err != nil {
+			return fmt.Errorf("leader election lock: %w", err)
+		}
 	}
 	srv, err := authz.NewServer(authz.Options{
 		Addr:          o.AuthAddr,
 		TLSCertFile:   o.AuthTLSCertFile,
 		TLSKeyFile:    o.AuthTLSKeyFile,
-		Store:         st,
-		Cache:         tokenCache,
+		Store:         sh.store,
+		Cache:         sh.tokenCache,
 		Metrics:       metrics,
 		Gatherer:      ctrlmetrics.Registry,
 		Logger:        ctrl.Log.WithName("authz"),
@@ -465,19 +466,234 @@ func (o *ManagerOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("create forward-auth server: %w", err)
 	}
-	if err := mgr.Add(srv); err != nil {
-		return fmt.Errorf("add forward-auth server: %w", err)
+	// runCtx ends at SIGTERM or SIGINT, or when the auth listener fails (as a
+	// failing runnable used to stop the manager).
+	runCtx, stopRun := context.WithCancel(ctrl.SetupSignalHandler())
+	defer stopRun()
+	probes, probeListener, err := o.probeServer(runCtx, sh)
+	if err != nil {
+		return err
 	}
+	var wg sync.WaitGroup
+	bg, stopBG := context.WithCancel(context.Background())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		sh.fetcher.Start(bg)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := probes.Serve(probeListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			ctrl.Log.WithName("setup").Error(err, "Serving the health probes failed")
+		}
+	}()
+	// The auth listener opens once the first snapshot is published (until then
+	// every policy would be unknown) and drains after SIGTERM.
+	serveErr := make(chan error, 1)
+	go func() {
+		var err error
+		if sh.store.WaitPublished(runCtx) == nil {
+			err = srv.Start(runCtx)
+		}
+		if err != nil {
+			stopRun()
+		}
+		serveErr <- err
+	}()
 
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
+	err = o.runManagers(runCtx, cfg, sh)
+	stopRun()
+	err = errors.Join(err, <-serveErr)
+	_ = probes.Close()
+	stopBG()
+	wg.Wait()
+	return err
+}
+
+// managerShared is what outlives one controller-runtime manager: the store the
+// forward-auth server answers from, the token cache, the key fetcher (so that
+// a rebuilt manager's compiles find the key sets loaded), the leader-election
+// lock (one identity per process), and what the probes and the fetcher's
+// observer need of the manager currently running.
+type managerShared struct {
+	store      *store.Store
+	tokenCache *policy.Cache
+	fetcher    *keys.Fetcher
+	lock       resourcelock.Interface
+	builder    atomic.Pointer[controllers.SnapshotBuilder]
+	// webhookStarted is the running manager's webhook server check (nil: none
+	// yet, or webhooks disabled).
+	webhookStarted atomic.Pointer[healthz.Checker]
+}
+
+// probeServer builds the health-probe server of the process (/healthz and
+// /readyz on --health-probe-bind-address, as controller-runtime serves them).
+// It is the process's rather than a manager's, so that rebuilding a manager
+// never takes the liveness probe away: while the API server is down a new
+// manager cannot even be created, and a failing liveness probe would have the
+// kubelet restart the container, the very outage Run avoids. Readiness fails
+// once the process is shutting down.
+func (o *ManagerOptions) probeServer(ctx context.Context, sh *managerShared) (*http.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", o.ProbeAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for health probes on %s: %w", o.ProbeAddr, err)
 	}
-	if err := mgr.AddReadyzCheck("snapshot", snapshotReady(st, time.Now, keysGrace)); err != nil {
-		return fmt.Errorf("add readiness check: %w", err)
+	ready := map[string]healthz.Checker{
+		"snapshot": snapshotReady(sh.store, time.Now, keysGrace),
+		"shutdown": func(*http.Request) error {
+			if ctx.Err() != nil {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
 	}
-	log.Info("Starting manager", "leaderElection", o.LeaderElect, "metrics", o.MetricsAddr, "probes", o.ProbeAddr,
-		"auth", o.AuthAddr, "authURL", o.Wiring.AuthURL("<namespace>", "<policy>"), "webhooks", o.Webhook.Addr, "certMode", o.Webhook.CertMode)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if o.Webhook.enabled() {
+		ready["webhook"] = func(req *http.Request) error {
+			c := sh.webhookStarted.Load()
+			if c == nil {
+				return errors.New("the webhook server has not started")
+			}
+			return (*c)(req)
+		}
+	}
+	mux := http.NewServeMux()
+	for path, h := range map[string]http.Handler{
+		"/healthz": &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}},
+		"/readyz":  &healthz.Handler{Checks: ready},
+	} {
+		mux.Handle(path, http.StripPrefix(path, h))
+		mux.Handle(path+"/", http.StripPrefix(path, h)) // one check: /readyz/snapshot
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// noEvents is the event recorder provider of the leader-election lock, which
+// is created before any manager (and so before any event broadcaster): the
+// "became leader" Events are dropped; the log says the same.
+type noEvents struct{}
+
+func (noEvents) GetEventRecorderFor(string) record.EventRecorder { return noLegacyEvents{} }
+func (noEvents) GetEventRecorder(string) recorder.EventRecorder  { return noEventsRecorder{} }
+
+type noLegacyEvents struct{}
+
+func (noLegacyEvents) Event(k8sruntime.Object, string, string, string)          {}
+func (noLegacyEvents) Eventf(k8sruntime.Object, string, string, string, ...any) {}
+func (noLegacyEvents) AnnotatedEventf(k8sruntime.Object, map[string]string, string, string, string, ...any) {
+}
+
+type noEventsRecorder struct{}
+
+func (noEventsRecorder) Eventf(k8sruntime.Object, k8sruntime.Object, string, string, string, string, ...any) {
+}
+func (noEventsRecorder) AnnotatedEventf(k8sruntime.Object, k8sruntime.Object, map[string]string, string, string, string, string, ...any) {
+}
+
+// leaderElectionLost reports controller-runtime's error for a lost lease (it
+// exports no sentinel for it).
+func leaderElectionLost(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "leader election lost")
+}
+
+// rebuildBackoff bounds the wait between two attempts to build and start a
+// manager after a failure other than a lost election. The usual one is the API
+// server being away (a manager cannot be created without its discovery), and
+// an attempt costs one failed request, so the bound is short: the controllers
+// should be back within seconds of the API server.
+const rebuildBackoff = 5 * time.Second
+
+// runManagers runs a manager until ctx ends, and a new one each time the
+// running one loses the leader election. An error of the first manager ends
+// the command as before (bad flags, no cluster); once a manager has run, later
+// failures are retried with backoff, since the forward-auth server is still
+// answering from a good snapshot.
+func (o *ManagerOptions) runManagers(ctx context.Context, cfg *rest.Config, sh *managerShared) error {
+	log := ctrl.Log.WithName("setup")
+	wait := time.Second
+	for term := 0; ; term++ {
+		err := o.runManager(ctx, cfg, sh, term > 0)
+		switch {
+		case ctx.Err() != nil:
+			return err
+		case term == 0 && !leaderElectionLost(err):
+			return err
+		case leaderElectionLost(err):
+			wait = 0
+			log.Info("Lost the leader election; starting a new manager, forward-auth keeps answering from the last snapshot")
+		default:
+			wait = min(max(2*wait, time.Second), rebuildBackoff)
+			log.Error(err, "Could not run a manager; trying again, forward-auth keeps answering from the last snapshot", "in", wait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// runManager builds one controller-runtime manager over the shared parts and
+// runs it until ctx ends or it stops (a lost election). rebuilt is set for
+// every manager after the first in this process.
+func (o *ManagerOptions) runManager(ctx context.Context, cfg *rest.Config, sh *managerShared, rebuilt bool) error {
+	var cacheOpts cache.Options
+	controllers.ConfigureCache(&cacheOpts)
+	wh, err := o.webhookServer(cfg)
+	if err != nil {
+		return err
+	}
+	mopts := ctrl.Options{
+		WebhookServer: wh.server,
+		Scheme:        scheme.New(),
+		Cache:         cacheOpts,
+		Metrics:       metricsserver.Options{BindAddress: o.MetricsAddr},
+		// The probes are the process's (probeServer).
+		HealthProbeBindAddress:              "0",
+		LeaderElection:                      o.LeaderElect,
+		LeaderElectionResourceLockInterface: sh.lock,
+		LeaderElectionReleaseOnCancel:       true,
+		LeaseDuration:                       &o.LeaseDuration,
+		RenewDeadline:                       &o.RenewDeadline,
+		RetryPeriod:                         &o.RetryPeriod,
+	}
+	if rebuilt {
+		// The stopped manager's controllers keep their names registered in
+		// this process; the new ones take the same names on purpose.
+		mopts.Controller.SkipNameValidation = ptr.To(true)
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	b, _, err := controllers.Setup(mgr, controllers.Options{
+		Store:      sh.store,
+		KeyFetcher: sh.fetcher,
+		Fetcher: keys.FetcherOptions{
+			AllowInsecureHTTP: o.AllowInsecureJWKSHTTP,
+		},
+		TokenCache:              sh.tokenCache,
+		MaxTokenBytes:           o.MaxTokenBytes,
+		Wiring:                  o.Wiring,
+		Timing:                  controllers.Timing{CRDRecheck: o.CRDRecheckInterval},
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+	})
+	if err != nil {
+		return fmt.Errorf("set up controllers: %w", err)
+	}
+	sh.builder.Store(b)
+	if err := o.setupWebhooks(mgr, wh); err != nil {
+		return err
+	}
+	if o.Webhook.enabled() {
+		// Ready once the webhook server answers TLS: the gate opened (certificate loaded,
+		// caches synced). The forward-auth listener of the same pod waits for this too,
+		// which matters only at start: a rotation never takes a loaded certificate away.
+		started := mgr.GetWebhookServer().StartedChecker()
+		sh.webhookStarted.Store(&started)
+	}
+	ctrl.Log.WithName("setup").Info("Starting manager", "leaderElection", o.LeaderElect, "metrics", o.MetricsAddr, "probes", o.ProbeAddr,
+		"auth", o.AuthAddr, "authURL", o.Wiring.AuthURL("<namespace>", "<policy>"), "webhooks", o.Webhook.Addr, "certMode", o.Webhook.CertMode, "rebuilt", rebuilt)
+	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
 	return nil
@@ -493,7 +709,7 @@ const keysGrace = 2 * keys.DefaultFetchTimeout
 // since that publish. The grace bound matters: a single policy whose Secret is
 // missing or whose identity provider is down must not keep every replica
 // unready, which would take forward-auth away from every other policy too.
-func snapshotReady(st *store.Store, now func() time.Time, grace time.Duration) func(*http.Request) error {
+func snapshotReady(st *store.Store, now func() time.Time, grace time.Duration) healthz.Checker {
 	var first time.Time
 	var mu sync.Mutex
 	return func(*http.Request) error {
@@ -566,7 +782,7 @@ func (o *ManagerOptions) webhookServer(cfg *rest.Config) (*webhookSetup, error) 
 }
 
 // setupWebhooks registers the webhooks and, in self-managed mode, the certificate Source
-// (every replica) and Rotator (leader), and the readiness check of the webhook server.
+// (every replica) and Rotator (leader).
 func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error {
 	w := o.Webhook
 	if !w.enabled() {
@@ -597,12 +813,6 @@ func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error
 		if err := mgr.Add(rot); err != nil {
 			return fmt.Errorf("add webhook certificate rotator: %w", err)
 		}
-	}
-	// Ready once the webhook server answers TLS: the gate opened (certificate loaded, caches
-	// synced). The forward-auth listener of the same pod waits for this too, which matters only
-	// at start: a rotation never takes a loaded certificate away.
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return fmt.Errorf("add webhook readiness check: %w", err)
 	}
 	return nil
 }
