@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,6 +96,17 @@ func TestMakeDev(t *testing.T) {
 	}
 	if len(curls) != 3 || explain == "" {
 		t.Fatalf("want three curl commands and an explain command:\n%s", out.String())
+	}
+	// The README shows these commands as make dev prints them with its defaults.
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(slices.Clone(curls), explain) {
+		c = strings.ReplaceAll(strings.ReplaceAll(c, dir, ".dev"), authAddr, "127.0.0.1:8443")
+		if !strings.Contains(string(readme), "\n  "+c+"\n") {
+			t.Errorf("README.md does not show the command as make dev prints it:\n  %s", c)
+		}
 	}
 	for i, want := range []struct {
 		status string
