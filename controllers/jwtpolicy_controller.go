@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -58,6 +59,9 @@ type JWTPolicyReconciler struct {
 	client.Client
 	// Cache reads Traefik Middlewares (unstructured, informer created on first use).
 	Cache client.Reader
+	// APIReader reads an HTTPRoute from the API server before its filters are patched (nil:
+	// the cached copy is used).
+	APIReader client.Reader
 	// Builder compiles policies; the reconciler reads status from the very compile it serves.
 	Builder *SnapshotBuilder
 	// Recorder emits Events on the policy.
@@ -66,6 +70,11 @@ type JWTPolicyReconciler struct {
 	Wiring WiringOptions
 	// CRD reports whether Traefik's Middleware CRD is served.
 	CRD *MiddlewareCRD
+	// Gateway reports whether the Gateway API, with the ExternalAuth filter, is served.
+	Gateway *GatewayAPI
+	// Grants keeps the ReferenceGrants of the auth Service; its queue is fed from the route
+	// and grant watches (nil: none).
+	Grants *ReferenceGrantReconciler
 	// Clock is injected so tests control condition times; nil: the real clock.
 	Clock clock.PassiveClock
 	// Timing bounds the requeue intervals.
@@ -75,6 +84,8 @@ type JWTPolicyReconciler struct {
 
 	queue      *Enqueuer
 	controller controller.Controller
+	// routesWatched is set once the HTTPRoute and ReferenceGrant informers have handlers.
+	routesWatched atomic.Bool
 	// written maps a policy to the resourceVersion of this controller's last write of it.
 	written sync.Map
 }
@@ -95,6 +106,8 @@ type scope struct {
 	owned   []*networkingv1.Ingress // selected and owned by this policy
 	release []*networkingv1.Ingress // wired to this policy but no longer its own
 	lost    []string                // "ingress (JWTPolicy winner)" for the Conflict message
+
+	routes routeScope // the same for HTTPRoutes
 }
 
 // Reconcile brings one JWTPolicy's status and wiring up to date.
@@ -141,10 +154,11 @@ func (r *JWTPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	s := &scope{policy: p, compiled: compiled, now: r.clock().Now()}
 	res := r.reconcileKeys(ctx, s)
-	errs := []error{
-		r.reconcileConflicts(ctx, s),
-		r.reconcileIngresses(ctx, s),
-	}
+	conflictErr := r.reconcileConflicts(ctx, s)
+	ingresses, ingressErr := r.reconcileIngresses(ctx, s)
+	routes, routeErr := r.reconcileRoutes(ctx, s)
+	setWiredCondition(s, ingresses, routes)
+	errs := []error{conflictErr, ingressErr, routeErr}
 	compileErr := ""
 	if len(compiled.Errors) > 0 {
 		compileErr = errorSummary(compiled.Errors, maxMessage)
@@ -329,8 +343,8 @@ func (r *JWTPolicyReconciler) loadNamespace(ctx context.Context, namespace strin
 	return wiring.NewOwnership(pols.Items), ings.Items, wiring.NewClassifier(r.Wiring, classes.Items), nil
 }
 
-// reconcileConflicts decides which selected Ingresses this policy owns and reports the ones
-// an older policy owns in the Conflict condition.
+// reconcileConflicts decides which selected Ingresses and HTTPRoutes this policy owns and
+// reports the ones an older policy owns in the Conflict condition.
 func (r *JWTPolicyReconciler) reconcileConflicts(ctx context.Context, s *scope) error {
 	p := s.policy
 	own, ings, classes, err := r.loadNamespace(ctx, p.Namespace)
@@ -355,14 +369,20 @@ func (r *JWTPolicyReconciler) reconcileConflicts(ctx context.Context, s *scope) 
 			s.release = append(s.release, ing)
 		}
 	}
-	if len(s.lost) > 0 {
+	routeErr := r.selectRoutes(ctx, s)
+	switch {
+	case len(s.lost) > 0 && len(s.routes.lost) == 0:
 		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy,
 			fmt.Sprintf("%s selected by this policy %s guarded by an older policy, which wins (oldest creationTimestamp, then name); narrow spec.ingressSelector of one of them: %s",
 				plural(len(s.lost), "Ingress", "Ingresses"), isAre(len(s.lost)), listNames(s.lost)))
-	} else {
+	case len(s.routes.lost) > 0:
+		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy, routeConflictMessage(s))
+	case routeErr != nil:
+		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "could not read the HTTPRoutes of the namespace: "+routeErr.Error())
+	default:
 		setCondition(p, s.now, authv1alpha1.ConditionConflict, metav1.ConditionFalse, authv1alpha1.ReasonNoConflict, "")
 	}
-	return nil
+	return routeErr
 }
 
 func isAre(n int) string {
@@ -374,12 +394,11 @@ func isAre(n int) string {
 
 // reconcileIngresses wires the Ingresses this policy owns, hands over or unwires the ones it
 // no longer owns, keeps its Traefik Middleware only while it is used, and reports the
-// IngressesWired condition and boundIngresses.
-func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) error {
+// Ingresses' part of the IngressesWired condition (see setWiredCondition) and boundIngresses.
+func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) (wiringOutcome, error) {
 	p := s.policy
 	if s.own == nil {
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "the namespace could not be read")
-		return nil
+		return wiringOutcome{metav1.ConditionUnknown, authv1alpha1.ReasonNotReady, "the namespace could not be read"}, nil
 	}
 	var (
 		errs                          []error
@@ -474,32 +493,33 @@ func (r *JWTPolicyReconciler) reconcileIngresses(ctx context.Context, s *scope) 
 	}
 	p.Status.BoundIngresses = bound
 
+	var out wiringOutcome
 	switch {
 	case s.selErr != nil:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonInvalidSpec,
-			s.selErr.Error()+"; fix the selector, until then the policy selects no Ingress")
+		out = wiringOutcome{metav1.ConditionFalse, authv1alpha1.ReasonInvalidSpec,
+			s.selErr.Error() + "; fix the selector, until then the policy selects no Ingress"}
 	case len(failed) > 0:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed,
-			fmt.Sprintf("could not wire %s (retrying): %s", plural(len(failed), "Ingress", "Ingresses"), listNames(failed)))
+		out = wiringOutcome{metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed,
+			fmt.Sprintf("could not wire %s (retrying): %s", plural(len(failed), "Ingress", "Ingresses"), listNames(failed))}
 	case len(noCRD) > 0:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonMiddlewareCRDMissing,
+		out = wiringOutcome{metav1.ConditionFalse, authv1alpha1.ReasonMiddlewareCRDMissing,
 			fmt.Sprintf("%s served by Traefik, but the Middleware CRD (middlewares.traefik.io, v1alpha1) is not installed; install Traefik's CRDs and the %s will be wired: %s",
-				plural(len(noCRD), "Ingress is", "Ingresses are"), pick(len(noCRD), "Ingress", "Ingresses"), listNames(noCRD)))
+				plural(len(noCRD), "Ingress is", "Ingresses are"), pick(len(noCRD), "Ingress", "Ingresses"), listNames(noCRD))}
 	case len(unsupported) > 0:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonUnsupportedIngressClass,
+		out = wiringOutcome{metav1.ConditionFalse, authv1alpha1.ReasonUnsupportedIngressClass,
 			fmt.Sprintf("%s cannot be wired and %s NOT guarded; use an ingress-nginx or Traefik IngressClass (or add the controller name with --nginx-controller-names / --traefik-controller-names): %s",
-				plural(len(unsupported), "Ingress", "Ingresses"), isAre(len(unsupported)), listNames(unsupported)))
+				plural(len(unsupported), "Ingress", "Ingresses"), isAre(len(unsupported)), listNames(unsupported))}
 	case len(s.owned) == 0 && len(s.lost) > 0:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired,
-			fmt.Sprintf("no Ingress wired: every selected Ingress belongs to an older policy (see Conflict)"))
+		out = wiringOutcome{metav1.ConditionTrue, authv1alpha1.ReasonWired,
+			fmt.Sprintf("no Ingress wired: every selected Ingress belongs to an older policy (see Conflict)")}
 	case len(s.owned) == 0:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected,
-			fmt.Sprintf("spec.ingressSelector matches no Ingress in namespace %s", p.Namespace))
+		out = wiringOutcome{metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected,
+			fmt.Sprintf("spec.ingressSelector matches no Ingress in namespace %s", p.Namespace)}
 	default:
-		setCondition(p, s.now, authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonWired,
-			fmt.Sprintf("%s wired to %s", plural(int(bound), "Ingress", "Ingresses"), r.Wiring.AuthURL(p.Namespace, p.Name)))
+		out = wiringOutcome{metav1.ConditionTrue, authv1alpha1.ReasonWired,
+			fmt.Sprintf("%s wired to %s", plural(int(bound), "Ingress", "Ingresses"), r.Wiring.AuthURL(p.Namespace, p.Name))}
 	}
-	return retryOrTerminal(errs)
+	return out, retryOrTerminal(errs)
 }
 
 // retryOrTerminal combines a pass's errors. Errors the API server gives for the request
@@ -638,8 +658,8 @@ func (r *JWTPolicyReconciler) deleteMiddleware(ctx context.Context, p *authv1alp
 
 func ptrUID(u types.UID) *types.UID { return &u }
 
-// reconcileDelete hands every Ingress wired to p to the next policy in line, or unwires it,
-// and then lets the policy go. The Middleware goes with the policy (owner reference).
+// reconcileDelete hands every Ingress and HTTPRoute wired to p to the next policy in line, or
+// unwires it, and then lets the policy go. The Middleware goes with the policy (owner reference).
 func (r *JWTPolicyReconciler) reconcileDelete(ctx context.Context, p *authv1alpha1.JWTPolicy) error {
 	if !controllerutil.ContainsFinalizer(p, Finalizer) {
 		return nil
@@ -661,7 +681,11 @@ func (r *JWTPolicyReconciler) reconcileDelete(ctx context.Context, p *authv1alph
 	if err := r.releaseIngresses(ctx, p, own, classes, release, traefik); err != nil {
 		return err
 	}
-	ctrl.LoggerFrom(ctx).V(1).Info("Removing finalizer", "JWTPolicy", klog.KObj(p), "released", len(release))
+	routes, err := r.releaseRoutesOnDelete(ctx, p, own)
+	if err != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Removing finalizer", "JWTPolicy", klog.KObj(p), "released", len(release), "releasedRoutes", routes)
 	orig := p.DeepCopy()
 	controllerutil.RemoveFinalizer(p, Finalizer)
 	if err := r.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -693,10 +717,12 @@ var ingressPassNeeded = predicate.Or[client.Object](
 	predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
 )
 
-// SetupWithManager registers the controller, its watches and the Middleware CRD watcher.
+// SetupWithManager registers the controller, its watches and the Middleware CRD watcher. The
+// Gateway API tracker is the caller's to add to the manager (Setup does): the admission
+// webhooks share it.
 func (r *JWTPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Builder == nil || r.CRD == nil {
-		return errors.New("JWTPolicyReconciler needs a Builder and a CRD watcher")
+	if r.Builder == nil || r.CRD == nil || r.Gateway == nil {
+		return errors.New("JWTPolicyReconciler needs a Builder, a CRD watcher and a Gateway API tracker")
 	}
 	if r.Cache == nil {
 		r.Cache = mgr.GetCache()
@@ -714,6 +740,7 @@ func (r *JWTPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		r.enqueueAll(ctx)
 	})
+	r.Gateway.OnChange(r.gatewayAPIChanged(mgr))
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("jwtpolicy").
 		For(&authv1alpha1.JWTPolicy{}, builder.WithPredicates(policyPassNeeded)).
@@ -731,6 +758,9 @@ func (r *JWTPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("build JWTPolicy controller: %w", err)
 	}
 	r.controller = c
+	if err := mgr.Add(routeWatchStarter{r: r, mgr: mgr}); err != nil {
+		return err
+	}
 	return mgr.Add(r.CRD)
 }
 

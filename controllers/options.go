@@ -42,7 +42,8 @@ func DefaultWiringOptions() WiringOptions { return wiring.DefaultOptions() }
 type Timing struct {
 	// Debounce is how long the snapshot builder gathers changes before it publishes.
 	Debounce time.Duration
-	// CRDRecheck is how often the presence of Traefik's Middleware CRD is checked.
+	// CRDRecheck is how often the presence of Traefik's Middleware CRD, and of the Gateway API
+	// with its ExternalAuth filter, is checked.
 	CRDRecheck time.Duration
 	// KeyRecheck bounds the wait before a policy whose remote keys are still loading or failing
 	// is looked at again (refresh events usually come sooner).

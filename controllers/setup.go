@@ -49,9 +49,10 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// Setup adds to mgr the key Fetcher and the SnapshotBuilder (every replica), and the
-// JWTPolicyReconciler with its Middleware CRD watcher and the NamespaceReconciler, which keeps
-// the guarded label of namespaces (leader only).
+// Setup adds to mgr the key Fetcher, the SnapshotBuilder and the Gateway API tracker (every
+// replica), and the JWTPolicyReconciler with its Middleware CRD watcher, the
+// ReferenceGrantReconciler and the NamespaceReconciler, which keeps the guarded label of
+// namespaces (leader only).
 func Setup(mgr ctrl.Manager, o Options) (*SnapshotBuilder, *JWTPolicyReconciler, error) {
 	if o.Store == nil {
 		return nil, nil, errors.New("controllers: Options.Store is required")
@@ -93,13 +94,25 @@ func Setup(mgr ctrl.Manager, o Options) (*SnapshotBuilder, *JWTPolicyReconciler,
 	if err != nil {
 		return nil, nil, fmt.Errorf("discovery client: %w", err)
 	}
+	// One tracker for the reconcilers and the admission webhooks (r.Gateway), on every replica.
+	gw := NewGatewayAPI(disc, t.CRDRecheck)
+	if err := mgr.Add(gw); err != nil {
+		return nil, nil, fmt.Errorf("add Gateway API tracker: %w", err)
+	}
+	grants := &ReferenceGrantReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), Wiring: o.Wiring, Gateway: gw}
+	if err := grants.SetupWithManager(mgr); err != nil {
+		return nil, nil, err
+	}
 	r := &JWTPolicyReconciler{
 		Client:                  mgr.GetClient(),
 		Cache:                   mgr.GetCache(),
+		APIReader:               mgr.GetAPIReader(),
 		Builder:                 b,
 		Recorder:                mgr.GetEventRecorder("claimguard"),
 		Wiring:                  o.Wiring,
 		CRD:                     NewMiddlewareCRD(disc, t.CRDRecheck),
+		Gateway:                 gw,
+		Grants:                  grants,
 		Clock:                   o.Clock,
 		Timing:                  t,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,

@@ -91,6 +91,10 @@ type harnessOptions struct {
 	leaderElectionID string
 	userAgent        string
 	fetcher          keys.FetcherOptions
+	// wiring replaces wiringForTest() (an auth Service in a namespace of the test's own).
+	wiring *WiringOptions
+	// cacheNamespaces are cached besides the test's namespace (the auth Service's).
+	cacheNamespaces []string
 }
 
 func wiringForTest() WiringOptions {
@@ -107,6 +111,9 @@ func startManager(t *testing.T, ns string, ho harnessOptions) *harness {
 	var co cache.Options
 	ConfigureCache(&co)
 	co.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	for _, extra := range ho.cacheNamespaces {
+		co.DefaultNamespaces[extra] = cache.Config{}
+	}
 	opts := ctrl.Options{
 		Scheme:                 env.Scheme,
 		Cache:                  co,
@@ -129,11 +136,15 @@ func startManager(t *testing.T, ns string, ho harnessOptions) *harness {
 	fo := ho.fetcher
 	fo.AllowInsecureHTTP = true
 	h := &harness{mgr: mgr, store: store.New(), done: make(chan error, 1)}
+	wo := wiringForTest()
+	if ho.wiring != nil {
+		wo = *ho.wiring
+	}
 	h.builder, h.rec, err = Setup(mgr, Options{
 		Store:      h.store,
 		Fetcher:    fo,
 		TokenCache: policy.NewCache(1000),
-		Wiring:     wiringForTest(),
+		Wiring:     wo,
 		Timing:     Timing{Debounce: 20 * time.Millisecond, CRDRecheck: 300 * time.Millisecond, KeyRecheck: 2 * time.Second},
 	})
 	if err != nil {

@@ -43,6 +43,10 @@ const (
 	// ReasonMiddlewareCRDMissing: a selected Ingress is served by Traefik, but Traefik's
 	// Middleware CRD (traefik.io/v1alpha1) is not installed, so it cannot be wired.
 	ReasonMiddlewareCRDMissing = "MiddlewareCRDMissing"
+	// ReasonExternalAuthUnsupported: HTTPRoutes are selected, but the installed HTTPRoute CRD
+	// has no ExternalAuth filter (the standard channel of the Gateway API), so they cannot be
+	// wired and are not guarded.
+	ReasonExternalAuthUnsupported = "ExternalAuthUnsupported"
 	// ReasonConflictingPolicy: another policy owns some selected objects.
 	ReasonConflictingPolicy = "ConflictingPolicy"
 	// ReasonNoConflict: no other policy selects the same objects.

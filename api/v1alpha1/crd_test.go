@@ -285,8 +285,8 @@ func TestStatusSubresource(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl get: %v\n%s", err, errOut)
 	}
-	if f := strings.Fields(out); len(f) != 5 || f[1] != "Enforce" || f[2] != "True" || f[3] != "3" {
-		t.Errorf("kubectl get jwtp: got %q, want status, Enforce, True, 3, age", out)
+	if f := strings.Fields(out); len(f) != 6 || f[1] != "Enforce" || f[2] != "True" || f[3] != "3" || f[4] != "0" {
+		t.Errorf("kubectl get jwtp: got %q, want status, Enforce, True, 3, 0, age", out)
 	}
 
 	// A spec write bumps generation.
@@ -367,7 +367,7 @@ func TestKubectlAppliesSamples(t *testing.T) {
 		t.Fatalf("kubectl get jwtp: %v\n%s", err, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME MODE READY INGRESSES AGE" {
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME MODE READY INGRESSES ROUTES AGE" {
 		t.Errorf("printer columns: got %q", lines[0])
 	}
 	rows := map[string][]string{}
@@ -381,8 +381,8 @@ func TestKubectlAppliesSamples(t *testing.T) {
 			t.Errorf("kubectl get jwtp does not list %s:\n%s", name, out)
 			continue
 		}
-		// NAME MODE READY INGRESSES AGE: READY and INGRESSES stay empty
-		// until the controller writes status (there is none in this test).
+		// NAME MODE READY INGRESSES ROUTES AGE: READY, INGRESSES and ROUTES
+		// stay empty until the controller writes status (there is none in this test).
 		if len(r) != 3 || r[1] != mode {
 			t.Errorf("row %s: got %q, want mode %s and empty status columns", name, r, mode)
 		}

@@ -397,7 +397,7 @@ type JWTPolicyStatus struct {
 
 	// boundRoutes is how many HTTPRoutes this policy guards.
 	// +optional
-	BoundRoutes int32 `json:"boundRoutes,omitempty"`
+	BoundRoutes int32 `json:"boundRoutes"`
 
 	// keys lists, per issuer, the key ids in use and when they were loaded.
 	// +kubebuilder:validation:MaxItems=16
@@ -416,6 +416,7 @@ type JWTPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Ingresses",type=integer,JSONPath=`.status.boundIngresses`
+// +kubebuilder:printcolumn:name="Routes",type=integer,JSONPath=`.status.boundRoutes`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type JWTPolicy struct {
 	metav1.TypeMeta `json:",inline"`

@@ -7,6 +7,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 )
@@ -24,13 +25,14 @@ func IngressSelector(p *authv1alpha1.JWTPolicy) (labels.Selector, error) {
 	return sel, nil
 }
 
-// candidate is a policy that may own Ingresses of its namespace.
+// candidate is a policy that may own Ingresses and HTTPRoutes of its namespace.
 type candidate struct {
 	policy   *authv1alpha1.JWTPolicy
 	selector labels.Selector // nil when the selector is invalid: selects nothing
+	routes   labels.Selector // the routeSelector, nil likewise
 }
 
-// Ownership decides which policy owns each Ingress of one namespace: of the live (not
+// Ownership decides which policy owns each Ingress (and HTTPRoute) of one namespace: of the live (not
 // deleting) policies that select it, the oldest by creationTimestamp, then by name. Every
 // replica and every pass computes the same answer from the same objects, and a policy being
 // deleted owns nothing, so its Ingresses pass straight to the next policy in line.
@@ -51,7 +53,11 @@ func NewOwnership(policies []authv1alpha1.JWTPolicy) *Ownership {
 		if err != nil {
 			sel = nil
 		}
-		o.cands = append(o.cands, candidate{policy: p, selector: sel})
+		routes, err := RouteSelector(p)
+		if err != nil {
+			routes = nil
+		}
+		o.cands = append(o.cands, candidate{policy: p, selector: sel, routes: routes})
 	}
 	slices.SortFunc(o.cands, func(a, b candidate) int { return ComparePolicies(a.policy, b.policy) })
 	return o
@@ -76,6 +82,18 @@ func (o *Ownership) Owner(ing *networkingv1.Ingress) *authv1alpha1.JWTPolicy {
 	set := labels.Set(ing.Labels)
 	for _, c := range o.cands {
 		if c.selector != nil && c.selector.Matches(set) {
+			return c.policy
+		}
+	}
+	return nil
+}
+
+// RouteOwner returns the policy that owns route, by routeSelector and the same oldest-wins
+// order as for Ingresses; nil when no live policy selects it.
+func (o *Ownership) RouteOwner(route *gatewayv1.HTTPRoute) *authv1alpha1.JWTPolicy {
+	set := labels.Set(route.Labels)
+	for _, c := range o.cands {
+		if c.routes != nil && c.routes.Matches(set) {
 			return c.policy
 		}
 	}

@@ -180,33 +180,13 @@ func (v *IngressValidator) validate(ctx context.Context, old, ing *networkingv1.
 	if v.trusted(req) {
 		return nil, nil
 	}
-	ns := &corev1.Namespace{}
-	err = v.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
-	if apierrors.IsNotFound(err) && v.APIReader != nil {
-		err = v.APIReader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
+	var oldLabels map[string]string
+	if old != nil {
+		oldLabels = old.Labels
 	}
-	if err != nil {
-		return nil, fmt.Errorf("claimguard could not read namespace %s, so it cannot check this change; retry: %w", req.Namespace, err)
-	}
-	if ns.Labels[wiring.LabelExempt] == "true" {
-		return nil, nil
-	}
-	exempt := ing.Labels[wiring.LabelExempt] == "true"
-	wasExempt := old != nil && old.Labels[wiring.LabelExempt] == "true"
-	if exempt {
-		ok, err := v.mayExempt(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("claimguard could not check whether %s may exempt Ingresses; retry: %w", req.UserInfo.Username, err)
-		}
-		switch {
-		case ok:
-			return nil, nil
-		case !wasExempt:
-			return nil, fmt.Errorf("claimguard refused this change to Ingress %s/%s: it adds the label %s=true, which takes the Ingress out of the guard. "+
-				"Only users allowed the verb %q on resource jwtpolicies (group %s) in namespace %s may exempt an Ingress; ask a cluster administrator",
-				req.Namespace, ingressName(ing), wiring.LabelExempt, VerbExempt, authv1alpha1.GroupVersion.Group, req.Namespace)
-		}
-		// Kept by someone who may not exempt: the exemption does not cover their change.
+	skip, exempt, err := v.exemption(ctx, v.Authorizer, req, "Ingress", ingressName(ing), ing.Labels, oldLabels)
+	if skip || err != nil {
+		return nil, err
 	}
 	own, cls, err := v.load(ctx, req.Namespace)
 	if err != nil {
@@ -229,9 +209,58 @@ func (v *IngressValidator) validate(ctx context.Context, old, ing *networkingv1.
 	return warnings, errors.New(msg)
 }
 
-// mayExempt asks the API server whether the requester may use the verb "exempt" on jwtpolicies
-// in the namespace. A cluster-admin may; a tenant with an edit role may not.
-func (v *IngressValidator) mayExempt(ctx context.Context, req admission.Request) (bool, error) {
+// exemption applies the exemption label to a change of a guarded object of kind (Ingress,
+// HTTPRoute): skip when the guard does not judge it (its namespace is exempt, or it is exempt
+// and the requester may exempt), an error when the change cannot be judged or adds the label
+// without that permission, and exempt when it is labelled exempt by someone who may not
+// exempt: then it is judged as if it were not (the exemption covers the administrator's vetted
+// changes, not the next user's), and the refusal says so.
+func (s *guardScope) exemption(ctx context.Context, authz client.Client, req admission.Request, kind, name string, labels, oldLabels map[string]string) (skip, exempt bool, err error) {
+	ns := &corev1.Namespace{}
+	err = s.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
+	if apierrors.IsNotFound(err) && s.APIReader != nil {
+		err = s.APIReader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns)
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("claimguard could not read namespace %s, so it cannot check this change; retry: %w", req.Namespace, err)
+	}
+	if ns.Labels[wiring.LabelExempt] == "true" {
+		return true, false, nil
+	}
+	if labels[wiring.LabelExempt] != "true" {
+		return false, false, nil
+	}
+	ok, err := mayExempt(ctx, authz, req)
+	if err != nil {
+		return false, false, fmt.Errorf("claimguard could not check whether %s may exempt %s; retry: %w", req.UserInfo.Username, kindPlural(kind), err)
+	}
+	switch {
+	case ok:
+		return true, true, nil
+	case oldLabels[wiring.LabelExempt] != "true":
+		return false, true, fmt.Errorf("claimguard refused this change to %s %s/%s: it adds the label %s=true, which takes the %s out of the guard. "+
+			"Only users allowed the verb %q on resource jwtpolicies (group %s) in namespace %s may exempt %s; ask a cluster administrator",
+			kind, req.Namespace, name, wiring.LabelExempt, kind, VerbExempt, authv1alpha1.GroupVersion.Group, req.Namespace, article(kind))
+	}
+	// Kept by someone who may not exempt: the exemption does not cover their change.
+	return false, true, nil
+}
+
+// kindPlural is "Ingresses" or "HTTPRoutes".
+func kindPlural(kind string) string {
+	if kind == "Ingress" {
+		return "Ingresses"
+	}
+	return kind + "s"
+}
+
+// article is "an Ingress" or "an HTTPRoute".
+func article(kind string) string { return "an " + kind }
+
+// mayExempt asks authz (a live client: reviews are not cached) whether the requester may use
+// the verb "exempt" on jwtpolicies in the request's namespace. A cluster-admin may; a tenant
+// with an edit role may not.
+func mayExempt(ctx context.Context, authz client.Client, req admission.Request) (bool, error) {
 	extra := make(map[string]authorizationv1.ExtraValue, len(req.UserInfo.Extra))
 	for k, val := range req.UserInfo.Extra {
 		extra[k] = authorizationv1.ExtraValue(val)
@@ -250,7 +279,7 @@ func (v *IngressValidator) mayExempt(ctx context.Context, req admission.Request)
 			},
 		},
 	}
-	if err := v.Authorizer.Create(ctx, sar); err != nil {
+	if err := authz.Create(ctx, sar); err != nil {
 		return false, err
 	}
 	return sar.Status.Allowed && !sar.Status.Denied, nil

@@ -89,7 +89,18 @@ func run(m *testing.M) int {
 	} else {
 		ctrl.SetLogger(logr.Discard())
 	}
-	if env, err = testenv.Start(testenv.Options{WebhookDirs: []string{dir}}); err != nil {
+	// The experimental channel's HTTPRoute and ReferenceGrant CRDs, from the
+	// sigs.k8s.io/gateway-api module claimguard is built with.
+	gw, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "find the sigs.k8s.io/gateway-api module:", err)
+		return 1
+	}
+	crds := filepath.Join(strings.TrimSpace(string(gw)), "config", "crd", "experimental")
+	if env, err = testenv.Start(testenv.Options{WebhookDirs: []string{dir}, ExtraCRDDirs: []string{
+		filepath.Join(crds, "gateway.networking.k8s.io_httproutes.yaml"),
+		filepath.Join(crds, "gateway.networking.k8s.io_referencegrants.yaml"),
+	}}); err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		return 1
 	}
@@ -99,6 +110,11 @@ func run(m *testing.M) int {
 		}
 	}()
 	ctx := context.Background()
+	// The auth Service's namespace, where the controller keeps the HTTPRoutes' ReferenceGrants.
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wiring.DefaultOptions().AuthServiceNamespace}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	for name, controller := range map[string]string{nginxClass: wiring.DefaultNginxController, traefikClass: wiring.DefaultTraefikController, otherClass: "example.com/other"} {
 		if err := env.Client.Create(ctx, &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.IngressClassSpec{Controller: controller}}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
