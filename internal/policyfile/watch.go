@@ -90,7 +90,7 @@ func (w *Watcher) reload() {
 	sum, derr := Digest(w.File, secretFiles)
 	if derr == nil {
 		if prev != nil && sum == prev.Digest {
-			w.failed = false
+			w.recovered()
 			return
 		}
 		if w.failed && sum == w.failedDigest {
@@ -99,7 +99,7 @@ func (w *Watcher) reload() {
 	}
 	c, err := Load(w.File, w.Options)
 	if err == nil && prev != nil && c.Digest == prev.Digest {
-		w.failed = false
+		w.recovered()
 		return
 	}
 	if err != nil {
@@ -118,6 +118,21 @@ func (w *Watcher) reload() {
 	}
 	if w.OnReload != nil {
 		w.OnReload(err)
+	}
+}
+
+// recovered handles inputs that are back to exactly what is in force. After a
+// failed reload that is a successful one: the failure reported to OnReload (the
+// reload-success gauge at 0) no longer holds, although nothing new is
+// published. Otherwise nothing happened and nothing is reported.
+func (w *Watcher) recovered() {
+	if !w.failed {
+		return
+	}
+	w.failed = false
+	w.Log.Info("Policy file is valid again, the policies in force are unchanged", "file", w.File)
+	if w.OnReload != nil {
+		w.OnReload(nil)
 	}
 }
 

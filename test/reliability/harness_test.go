@@ -34,7 +34,7 @@ type proc struct {
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, logs: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(binary(t), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
