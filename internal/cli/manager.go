@@ -671,7 +671,7 @@ func (o *ManagerOptions) runManager(ctx context.Context, cfg *rest.Config, sh *m
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	b, _, err := controllers.Setup(mgr, controllers.Options{
+	b, rec, err := controllers.Setup(mgr, controllers.Options{
 		Store:      sh.store,
 		KeyFetcher: sh.fetcher,
 		Fetcher: keys.FetcherOptions{
@@ -687,7 +687,7 @@ func (o *ManagerOptions) runManager(ctx context.Context, cfg *rest.Config, sh *m
 		return fmt.Errorf("set up controllers: %w", err)
 	}
 	sh.builder.Store(b)
-	if err := o.setupWebhooks(mgr, wh); err != nil {
+	if err := o.setupWebhooks(mgr, wh, rec.Gateway); err != nil {
 		return err
 	}
 	if o.Webhook.enabled() {
@@ -788,8 +788,9 @@ func (o *ManagerOptions) webhookServer(cfg *rest.Config) (*webhookSetup, error) 
 }
 
 // setupWebhooks registers the webhooks and, in self-managed mode, the certificate Source
-// (every replica) and Rotator (leader).
-func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error {
+// (every replica) and Rotator (leader). gw is the controllers' Gateway API tracker, which the
+// HTTPRoute webhooks share.
+func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup, gw admission.RouteSupport) error {
 	w := o.Webhook
 	if !w.enabled() {
 		return nil
@@ -799,6 +800,7 @@ func (o *ManagerOptions) setupWebhooks(mgr ctrl.Manager, ws *webhookSetup) error
 		Wiring:                o.Wiring,
 		AllowInsecureJWKSHTTP: o.AllowInsecureJWKSHTTP,
 		TrustedUsers:          []string{admission.ServiceAccountUsername(w.ServiceAccountNamespace, w.ServiceAccountName)},
+		GatewayAPI:            gw,
 	}); err != nil {
 		return fmt.Errorf("set up admission webhooks: %w", err)
 	}
