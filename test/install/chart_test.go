@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -17,6 +19,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/claimguard/claimguard/internal/cli"
 )
 
 var runtimeConverter = runtime.DefaultUnstructuredConverter
@@ -413,6 +417,36 @@ func (in installation) checkFlagsAccepted(t *testing.T) {
 
 // chartFlagDefaults are the manager's defaults the chart relies on (it sets every name).
 var chartFlagDefaults = map[string]string{"--cert-mode": "self-managed"}
+
+// TestChartDefaultsAreTheManagers checks that the chart's default values for the manager's
+// tuning flags are the manager's own defaults, so that the two never drift apart.
+func TestChartDefaultsAreTheManagers(t *testing.T) {
+	in := newInstallation(t, decodeObjects(t, chartCases[0].render(t)), releaseName)
+	d := cli.NewManagerOptions()
+	for flag, want := range map[string]string{
+		"--leader-election-lease-duration": d.LeaseDuration.String(),
+		"--leader-election-renew-deadline": d.RenewDeadline.String(),
+		"--leader-election-retry-period":   d.RetryPeriod.String(),
+		"--shutdown-delay":                 d.ShutdownDelay.String(),
+		"--max-token-bytes":                strconv.Itoa(d.MaxTokenBytes),
+		"--token-cache-entries":            strconv.Itoa(d.TokenCacheEntries),
+		"--webhook-ca-lifetime":            d.Webhook.CALifetime.String(),
+		"--webhook-cert-lifetime":          d.Webhook.CertLifetime.String(),
+		"--nginx-controller-names":         strings.Join(d.Wiring.NginxControllers, ","),
+		"--traefik-controller-names":       strings.Join(d.Wiring.TraefikControllers, ","),
+	} {
+		got, ok := in.flags[flag]
+		if !ok {
+			t.Errorf("the chart does not set %s", flag)
+			continue
+		}
+		gd, errGot := time.ParseDuration(got)
+		wd, errWant := time.ParseDuration(want)
+		if got != want && (errGot != nil || errWant != nil || gd != wd) {
+			t.Errorf("the chart sets %s=%s by default, the manager's default is %s: change values.yaml", flag, got, want)
+		}
+	}
+}
 
 func TestChartObjectsAgree(t *testing.T) {
 	for _, c := range chartCases {

@@ -1,11 +1,19 @@
 package install
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +23,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/claimguard/claimguard/internal/cli"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // The CRD claimguard's chart installs from crds/.
@@ -136,28 +148,32 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	checkExist(t, installed)
 
-	// Do what the running manager does: fill the certificate Secret and inject the CA
-	// bundle. An upgrade must keep both, or every upgrade would break admission until the
-	// leader repairs it.
+	// Run the manager as the chart runs it: with the Deployment's arguments (the listeners
+	// moved to free loopback ports), as the chart's service account with only the chart's
+	// RBAC. It must get ready: issue its certificate into a Secret, inject the CA bundle,
+	// hold the Lease. An upgrade must then keep what it wrote (a caBundle the upgrade
+	// removed would break admission until the leader put it back) and must not conflict
+	// with it.
+	in := newInstallation(t, installed, releaseName)
+	runManager(t, in, ns)
 	secret := &corev1.Secret{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: releaseName + "-webhook-cert"}, secret); err != nil {
 		t.Fatal(err)
 	}
-	secret.Data = map[string][]byte{"ca.crt": []byte("ca"), "tls.crt": []byte("cert"), "tls.key": []byte("key")}
-	if err := k8s.Update(ctx, secret, client.FieldOwner("claimguard")); err != nil {
-		t.Fatal(err)
+	if len(secret.Data["tls.crt"]) == 0 || len(secret.Data["ca-bundle.crt"]) == 0 {
+		t.Fatalf("the manager did not fill the certificate Secret: keys %v", keys(secret.Data))
 	}
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	if err := k8s.Get(ctx, client.ObjectKey{Name: releaseName + "-validating-webhook-configuration"}, vwc); err != nil {
 		t.Fatal(err)
 	}
-	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig.CABundle = []byte("bundle")
-	}
-	if err := k8s.Update(ctx, vwc, client.FieldOwner("claimguard")); err != nil {
-		t.Fatal(err)
+	for _, w := range vwc.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca-bundle.crt"]) {
+			t.Errorf("webhook %s: the manager did not inject the CA bundle", w.Name)
+		}
 	}
 
+	before := secret.DeepCopy()
 	_, errOut, err = helm(t, "upgrade", releaseName, chartDir, "--namespace", ns,
 		"--set", "replicaCount=3", "--set", "networkPolicy.enabled=true", "--set", "shutdownDelay=10s")
 	if err != nil {
@@ -177,15 +193,21 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
 		t.Fatal(err)
 	}
-	if string(secret.Data["tls.crt"]) != "cert" || string(secret.Data["ca.crt"]) != "ca" {
-		t.Errorf("the upgrade changed the manager's certificate Secret: keys %v", keys(secret.Data))
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
+		t.Fatal(err)
 	}
+	for k, v := range before.Data {
+		if !bytes.Equal(secret.Data[k], v) {
+			t.Errorf("the upgrade changed %s of the manager's certificate Secret", k)
+		}
+	}
+	bundle := vwc.Webhooks[0].ClientConfig.CABundle
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(vwc), vwc); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range vwc.Webhooks {
-		if string(w.ClientConfig.CABundle) != "bundle" {
-			t.Errorf("the upgrade removed the injected caBundle of %s", w.Name)
+		if !bytes.Equal(w.ClientConfig.CABundle, bundle) {
+			t.Errorf("the upgrade removed or changed the injected caBundle of %s", w.Name)
 		}
 	}
 
@@ -193,8 +215,15 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Fatalf("helm uninstall: %v\n%s", err, errOut)
 	}
 	checkGone(t, append(installed, upgraded...))
-	if left := namespacedLeftovers(t, ns); len(left) > 0 {
-		t.Errorf("left in namespace %s after helm uninstall: %v", ns, left)
+	// What the manager created at run time is not the release's: its certificate Secret and
+	// its leader-election Lease stay until the namespace is deleted (the chart's README and
+	// NOTES say so). Nothing else may be left.
+	leaseID := in.flag("--leader-election-id", cli.NewManagerOptions().LeaderElectionID)
+	want := []string{"Lease " + leaseID, "Secret " + releaseName + "-webhook-cert"}
+	left := namespacedLeftovers(t, ns)
+	slices.Sort(left)
+	if diff := cmp.Diff(want, left); diff != "" {
+		t.Errorf("left in namespace %s after helm uninstall (-want +got):\n%s", ns, diff)
 	}
 	checkNoClusterLeftovers(t, releaseName)
 	// Helm keeps the CRDs of crds/ (and with them every JWTPolicy): documented in the chart's
@@ -281,4 +310,80 @@ func TestHelmInstallTypoFails(t *testing.T) {
 		t.Errorf("the refused install left %v", left)
 	}
 	checkNoClusterLeftovers(t, release)
+}
+
+// runManager runs claimguard manager with the Deployment's arguments as the Deployment's
+// service account (a client certificate with its user name, so the chart's RBAC applies),
+// waits until it is ready, and stops it. Only the listeners are moved, to free loopback
+// ports, and the shutdown delay is dropped.
+func runManager(t *testing.T, in installation, ns string) {
+	t.Helper()
+	sa := in.deployment.Spec.Template.Spec.ServiceAccountName
+	user, err := testEnv.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + ns + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	probes := testenv.FreeAddr(t)
+	args := append(slices.Clone(in.container(t).Args),
+		"--kubeconfig="+kubeconfig,
+		"--metrics-bind-address="+testenv.FreeAddr(t),
+		"--health-probe-bind-address="+probes,
+		"--auth-bind-address="+testenv.FreeAddr(t),
+		"--webhook-bind-address="+testenv.FreeAddr(t),
+		"--shutdown-delay=0s")
+	cmd := exec.Command(claimguard, args...)
+	// What the downward API gives the pods.
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns, "POD_SERVICE_ACCOUNT="+sa)
+	logs := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("the manager exited with %v:\n%s", err, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("the manager did not stop:\n%s", logs.String())
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + probes + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the manager exited (%v) before it was ready:\n%s", err, logs.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager was not ready within a minute:\n%s", logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("the chart's RBAC refused the manager something:\n%s", logs.String())
+	}
 }

@@ -38,6 +38,7 @@ var (
 	kubeconfig string
 	restConfig *rest.Config
 	k8s        client.Client
+	testEnv    *envtest.Environment
 )
 
 // The test's control plane starts without claimguard's CRD (helm installs it from the
@@ -83,6 +84,7 @@ func run(m *testing.M) int {
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	testEnv = env
 	if restConfig, err = env.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "start control plane:", err)
 		_ = env.Stop()
