@@ -52,8 +52,8 @@ import (
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
-// JWTPolicyReconciler writes a JWTPolicy's status (conditions, keys, boundIngresses) and wires
-// the Ingresses it owns to the forward-auth endpoint. It runs on the leader only; the
+// JWTPolicyReconciler writes a JWTPolicy's status (conditions, keys, boundIngresses,
+// boundRoutes) and wires the Ingresses and HTTPRoutes it owns to the forward-auth endpoint. It runs on the leader only; the
 // SnapshotBuilder it shares compiled policies with runs on every replica.
 type JWTPolicyReconciler struct {
 	client.Client
