@@ -268,8 +268,10 @@ func (o *ManagerOptions) Validate() error {
 	if err := o.Wiring.Validate(); err != nil {
 		return usageError("%v", err)
 	}
-	if o.MaxTokenBytes < 256 || o.MaxTokenBytes > 1<<20 {
-		return usageError("--max-token-bytes %d: must be between 256 and 1048576", o.MaxTokenBytes)
+	// As for serve: the forward-auth listener answers a header block over its
+	// limit with 431, so a larger cap could never be reached.
+	if o.MaxTokenBytes < 256 || o.MaxTokenBytes > maxTokenBytesLimit {
+		return usageError("--max-token-bytes %d: must be between 256 and %d", o.MaxTokenBytes, maxTokenBytesLimit)
 	}
 	if o.TokenCacheEntries < 0 {
 		return usageError("--token-cache-entries %d: must not be negative", o.TokenCacheEntries)
