@@ -117,6 +117,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{"not a number", "replicaCount=two", "replicaCount"},
 		{"unknown log level", "logLevel=verbose", "logLevel"},
 		{"token cap below the manager's minimum", "maxTokenBytes=100", "maxTokenBytes"},
+		{"token cap above the manager's maximum", "maxTokenBytes=31745", "maxTokenBytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, err := runCmd(t, helmBin, "template", releaseName, chartDir, "--set", tc.set)
@@ -129,6 +130,13 @@ func TestChartValuesSchema(t *testing.T) {
 	for _, c := range chartCases {
 		c.render(t)
 	}
+	// The schema's bounds are the manager's: the extremes it lets through, the manager takes.
+	out, errOut, err := runCmd(t, helmBin, "template", releaseName, chartDir, "--namespace", releaseNamespace,
+		"--set", "maxTokenBytes=31744", "--set", "tokenCacheEntries=0", "--set", "replicaCount=1")
+	if err != nil {
+		t.Fatalf("helm template at the schema's bounds: %v\n%s", err, errOut)
+	}
+	newInstallation(t, decodeObjects(t, out), releaseName).checkFlagsAccepted(t)
 }
 
 // policyRule is one (apiGroup, resource, verb) grant, the unit in which two rule lists are
