@@ -88,7 +88,7 @@ func writeText(w http.ResponseWriter, status int, body string) {
 func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string) {
 	start := time.Now()
 	v := s.current()
-	ns, name, ok := splitAuthzPath(path)
+	ns, name, suffix, ok := splitAuthzPath(path)
 	var e *entry
 	if ok {
 		k := store.Key{Namespace: ns, Name: name}
@@ -103,7 +103,7 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 	}
 
 	req := policy.Request{Header: r.Header}
-	req.Path, req.PathConflict = OriginalPath(r.Header)
+	req.Path, req.PathConflict = requestPath(r.Header, suffix)
 	d := e.policy.Decide(&req)
 
 	switch {
@@ -170,7 +170,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, e *entry, d *polic
 	s.metrics.unknown.Inc()
 	kv := []any{"reason", d.Reason, "status", d.Status, "requestID", requestID(r.Header),
 		"method", originalMethod(r), "host", originalHost(r.Header)}
-	if ns, name, ok := splitAuthzPath(rawPath); ok {
+	if ns, name, _, ok := splitAuthzPath(rawPath); ok {
 		kv = append(kv, "JWTPolicy", ns+"/"+name)
 	} else {
 		kv = append(kv, "authzPath", logPath(rawPath))
@@ -200,20 +200,30 @@ func (s *Server) logDecision(r *http.Request, e *entry, d *policy.Decision, msg 
 	s.log.Info(msg, kv...)
 }
 
-// splitAuthzPath parses "/authz/{namespace}/{policy}" from the escaped path.
-// Anything else is malformed: extra or empty segments, any percent-escape
-// (an encoded "/" included: valid names never need escaping), names that
-// are not Kubernetes names.
-func splitAuthzPath(path string) (ns, name string, ok bool) {
+// splitAuthzPath parses "/authz/{namespace}/{policy}" from the escaped path,
+// and "/authz/{namespace}/{policy}/{original path}": Gateway API's
+// ExternalAuth filter takes its path as a prefix and appends the original
+// request's path to it, and sends no X-Original-URL or X-Forwarded-Uri.
+// suffix is "" or the appended path, starting with "/". Anything else is
+// malformed: empty segments, any percent-escape in the two names (an encoded
+// "/" included: valid names never need escaping), names that are not
+// Kubernetes names.
+func splitAuthzPath(path string) (ns, name, suffix string, ok bool) {
 	rest, found := strings.CutPrefix(path, authzPrefix)
 	if !found {
-		return "", "", false
+		return "", "", "", false
 	}
-	ns, name, found = strings.Cut(rest, "/")
-	if !found || !isDNSLabel(ns) || !isDNSSubdomain(name) {
-		return "", "", false
+	ns, rest, found = strings.Cut(rest, "/")
+	if !found || !isDNSLabel(ns) {
+		return "", "", "", false
 	}
-	return ns, name, true
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest, suffix = rest[:i], rest[i:]
+	}
+	if !isDNSSubdomain(rest) {
+		return "", "", "", false
+	}
+	return ns, rest, suffix, true
 }
 
 // isDNSLabel checks an RFC 1123 label, a namespace name: at most 63 of
@@ -280,6 +290,21 @@ func OriginalPath(h http.Header) (path string, conflict bool) {
 	default:
 		return p2, conflict
 	}
+}
+
+// requestPath is the original request's path for the engine: from the
+// proxy's headers (OriginalPath), else the path a Gateway API ExternalAuth
+// filter appended to the endpoint. When both are present and disagree, the
+// path is marked conflicting and never public.
+func requestPath(h http.Header, suffix string) (path string, conflict bool) {
+	if len(h[hdrOriginalURL]) == 0 && len(h[hdrForwardedURI]) == 0 {
+		return suffix, false
+	}
+	path, conflict = OriginalPath(h)
+	if suffix != "" && suffix != path {
+		conflict = true
+	}
+	return path, conflict
 }
 
 // pathOfURL extracts the path of an absolute URL ("https://host/p?q") or of

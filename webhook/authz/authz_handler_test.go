@@ -160,7 +160,9 @@ func TestDenialAnswers(t *testing.T) {
 }
 
 // TestRouting: malformed /authz paths are 403 policy_not_found, never a
-// redirect; other paths are 404 except the operational ones.
+// redirect; other paths are 404 except the operational ones. A path below
+// /authz/{namespace}/{policy} is the original request's path, appended by
+// Gateway API's ExternalAuth filter.
 func TestRouting(t *testing.T) {
 	ts := newTestServer(t, defaultPolicies(t, nil), nil)
 	tests := []struct {
@@ -174,8 +176,11 @@ func TestRouting(t *testing.T) {
 		{"/authz/shop/", 403, "policy_not_found"},
 		{"/authz//orders", 403, "policy_not_found"},
 		{"/authz/shop//orders", 403, "policy_not_found"},
-		{"/authz/shop/orders/", 403, "policy_not_found"},
-		{"/authz/shop/orders/extra", 403, "policy_not_found"},
+		{"/authz/shop/orders/", 401, "token_missing"},
+		{"/authz/shop/orders/extra", 401, "token_missing"},
+		{"/authz/shop/orders/public/x", 200, ""},
+		{"/authz/shop/orders%2Fpublic/x", 403, "policy_not_found"},
+		{"/authz/shop/orders.x/y", 403, "policy_not_found"},
 		{"/authz/shop/../shop/orders", 403, "policy_not_found"},
 		{"/authz/./shop/orders", 403, "policy_not_found"},
 		{"/authz/shop%2Forders/x", 403, "policy_not_found"},
@@ -212,22 +217,26 @@ func TestRouting(t *testing.T) {
 
 func TestSplitAuthzPath(t *testing.T) {
 	tests := []struct {
-		path     string
-		ns, name string
-		ok       bool
+		path             string
+		ns, name, suffix string
+		ok               bool
 	}{
-		{"/authz/shop/orders", "shop", "orders", true},
-		{"/authz/a-1/b.c-2", "a-1", "b.c-2", true},
-		{"/authz/shop/a..b", "", "", false},
-		{"/authz/shop/.a", "", "", false},
-		{"/authz/shop/" + strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), "shop", strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), true},
-		{"/authz/shop/" + strings.Repeat("a", 64), "", "", false},
-		{"/authz/shop/under_score", "", "", false},
+		{"/authz/shop/orders", "shop", "orders", "", true},
+		{"/authz/a-1/b.c-2", "a-1", "b.c-2", "", true},
+		{"/authz/shop/orders/", "shop", "orders", "/", true},
+		{"/authz/shop/orders/api/v1/x%2Fy", "shop", "orders", "/api/v1/x%2Fy", true},
+		{"/authz/shop/orders//x", "shop", "orders", "//x", true},
+		{"/authz/shop//orders", "", "", "", false},
+		{"/authz/shop/a..b", "", "", "", false},
+		{"/authz/shop/.a", "", "", "", false},
+		{"/authz/shop/" + strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), "shop", strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), "", true},
+		{"/authz/shop/" + strings.Repeat("a", 64), "", "", "", false},
+		{"/authz/shop/under_score", "", "", "", false},
 	}
 	for _, tt := range tests {
-		ns, name, ok := splitAuthzPath(tt.path)
-		if ns != tt.ns || name != tt.name || ok != tt.ok {
-			t.Errorf("splitAuthzPath(%q) = %q, %q, %v; want %q, %q, %v", tt.path, ns, name, ok, tt.ns, tt.name, tt.ok)
+		ns, name, suffix, ok := splitAuthzPath(tt.path)
+		if ns != tt.ns || name != tt.name || suffix != tt.suffix || ok != tt.ok {
+			t.Errorf("splitAuthzPath(%q) = %q, %q, %q, %v; want %q, %q, %q, %v", tt.path, ns, name, suffix, ok, tt.ns, tt.name, tt.suffix, tt.ok)
 		}
 	}
 }
@@ -390,5 +399,34 @@ func TestLogField(t *testing.T) {
 	}
 	if got := logField("plain", 10); got != "plain" {
 		t.Errorf("logField(plain) = %q", got)
+	}
+}
+
+// TestGatewayAPIPath: Gateway API's ExternalAuth filter appends the original
+// path to /authz/{namespace}/{policy} and sends no original-URL header; the
+// appended path decides public paths, and it never overrides a proxy header
+// that disagrees with it.
+func TestGatewayAPIPath(t *testing.T) {
+	tests := []struct {
+		name     string
+		headers  []string
+		suffix   string
+		path     string
+		conflict bool
+	}{
+		{"appended path only", nil, "/public/x", "/public/x", false},
+		{"no suffix, no header", nil, "", "", false},
+		{"header agrees", []string{"X-Forwarded-Uri: /public/x?q=1"}, "/public/x", "/public/x", false},
+		{"header disagrees", []string{"X-Original-URL: https://h/admin"}, "/public/x", "/admin", true},
+		{"header only", []string{"X-Original-URL: https://h/admin"}, "", "/admin", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := request("GET", "/", tt.headers...)
+			path, conflict := requestPath(r.Header, tt.suffix)
+			if path != tt.path || conflict != tt.conflict {
+				t.Errorf("requestPath = %q, %v; want %q, %v", path, conflict, tt.path, tt.conflict)
+			}
+		})
 	}
 }
