@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,7 +104,7 @@ func TestMakeDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range append(slices.Clone(curls), explain) {
-		c = strings.ReplaceAll(strings.ReplaceAll(c, dir, ".dev"), authAddr, "127.0.0.1:8443")
+		c = listenerURL.ReplaceAllString(strings.ReplaceAll(c, dir, ".dev"), "http://127.0.0.1:8443/")
 		if !strings.Contains(string(readme), "\n  "+c+"\n") {
 			t.Errorf("README.md does not show the command as make dev prints it:\n  %s", c)
 		}
@@ -231,6 +232,9 @@ spec:
 		t.Errorf("the kubeconfig of the stopped control plane is left: %v", err)
 	}
 }
+
+// listenerURL matches the forward-auth listener in a printed command, whichever port it took.
+var listenerURL = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/`)
 
 // shell runs a printed command with bash from the repository root, as a user pastes it.
 func shell(root, command string) (string, error) {

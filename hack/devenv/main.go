@@ -167,6 +167,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (retErr error
 	if err != nil {
 		return err
 	}
+	// The manager is ready once it serves its certificate, but the API server trusts it
+	// only when it has seen the CA bundle the manager injected: until then every JWTPolicy
+	// write fails (failurePolicy Fail). A dry run of the dev policy waits for that.
+	if err := waitAdmission(ctx, c, devPolicyObject(jwks), mgr, time.Minute); err != nil {
+		return err
+	}
 	n, err := applySamples(ctx, c, o.root)
 	if err != nil {
 		return err
@@ -326,6 +332,31 @@ func waitReady(ctx context.Context, url string, m *manager, timeout time.Duratio
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("claimguard manager not ready after %s; see %s", timeout, m.log.Name())
+		}
+	}
+}
+
+// waitAdmission creates obj as a server-side dry run until the admission webhooks answer.
+// Only a failed call to a webhook is waited out; a refusal is an error.
+func waitAdmission(ctx context.Context, c client.Client, obj client.Object, m *manager, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.Create(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll)
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "failed calling webhook") {
+			return fmt.Errorf("dry run of the dev policy: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the API server cannot call claimguard's webhooks after %s: %w; see %s", timeout, err, m.log.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.exited:
+			return fmt.Errorf("claimguard manager exited: %v; see %s", m.err, m.log.Name())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

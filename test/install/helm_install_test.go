@@ -133,8 +133,7 @@ func namespacedLeftovers(t *testing.T, ns string) []string {
 // Helm keeps by design.
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	ctx := context.Background()
-	ns := "cg-helm"
-	createNamespace(t, ns)
+	ns := newNamespace(t, "cg-helm")
 
 	_, errOut, err := helm(t, "install", releaseName, chartDir, "--namespace", ns)
 	if err != nil {
@@ -263,8 +262,7 @@ func keys(m map[string][]byte) []string {
 // ServiceMonitor and a NetworkPolicy (the API server holds stand-in CRDs for the first two)
 // next to nothing else of claimguard, and uninstalls it.
 func TestHelmInstallOptions(t *testing.T) {
-	ns, release := "cg-helm-options", "options"
-	createNamespace(t, ns)
+	ns, release := newNamespace(t, "cg-helm-options"), "options"
 	values := chartCases[1].valuesArgs()
 	_, errOut, err := helm(t, append([]string{"install", release, chartDir, "--namespace", ns}, values...)...)
 	if err != nil {
@@ -297,8 +295,7 @@ func TestHelmInstallOptions(t *testing.T) {
 // TestHelmInstallTypoFails installs with a misspelt value: the schema refuses it before
 // anything reaches the cluster.
 func TestHelmInstallTypoFails(t *testing.T) {
-	ns, release := "cg-helm-typo", "typo"
-	createNamespace(t, ns)
+	ns, release := newNamespace(t, "cg-helm-typo"), "typo"
 	_, errOut, err := helm(t, "install", release, chartDir, "--namespace", ns, "--set", "webhook.enabeld=false")
 	if err == nil || !strings.Contains(errOut, "enabeld") {
 		t.Fatalf("helm install with a misspelt value: err %v, stderr %q; want a schema error naming it", err, errOut)

@@ -12,10 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -237,7 +239,19 @@ func createNamespace(t *testing.T, name string) {
 	ns.SetKind("Namespace")
 	ns.SetName(name)
 	ns.SetLabels(map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
-	if err := k8s.Create(context.Background(), ns); err != nil {
+	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+}
+
+// runs numbers the namespaces of the tests, which stay behind (the test's API server has
+// no namespace controller to delete them), so that -count=N runs each test in a new one.
+var runs atomic.Int32
+
+// newNamespace creates a new namespace whose name starts with base.
+func newNamespace(t *testing.T, base string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", base, runs.Add(1))
+	createNamespace(t, name)
+	return name
 }
