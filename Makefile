@@ -72,6 +72,12 @@ bench: ## Run the Go benchmarks.
 
 ##@ Build
 
+.PHONY: reliability
+reliability: controlplane ## Run the long reliability scenarios (60s wrk soak, 10,000 policies in a cluster, 1,000,000 tokens); see docs/reliability.md.
+	hack/reliability/soak.sh
+	go run ./hack/reliability/policies10k
+	hack/reliability/token-cache.sh
+
 .PHONY: build
 build: ## Build bin/claimguard.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claimguard .
