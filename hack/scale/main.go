@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,7 +158,14 @@ func run(o options) error {
 	fmt.Printf("created %d namespaces and %d Ingresses in %s\n", o.namespaces, len(objs), time.Since(start).Round(time.Millisecond))
 
 	// The manager, as a process.
-	probes, auth := freeAddr(), freeAddr()
+	probes, err := testenv.LoopbackAddr()
+	if err != nil {
+		return err
+	}
+	auth, err := testenv.LoopbackAddr()
+	if err != nil {
+		return err
+	}
 	args := []string{"manager", "--kubeconfig", env.Kubeconfig, "--leader-elect=false",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", probes, "--auth-bind-address", auth, "--shutdown-delay", "0s"}
 	if o.managerArgs != "" {
@@ -490,15 +496,6 @@ feed:
 	return err
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func waitReady(url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -515,19 +512,11 @@ func waitReady(url string, timeout time.Duration) error {
 
 // procStatus returns a field of /proc/<pid>/status, such as "VmHWM", in MiB.
 func procStatus(pid int, field string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kib, err := testenv.ProcStatusKiB(pid, field)
 	if err != nil {
 		return "?"
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(v)
-			if kb, err := strconv.Atoi(f[0]); err == nil {
-				return fmt.Sprintf("%.0f MiB", float64(kb)/1024)
-			}
-		}
-	}
-	return "?"
+	return fmt.Sprintf("%.0f MiB", float64(kib)/1024)
 }
 
 // procCPU returns user+system CPU time of pid from /proc/<pid>/stat.

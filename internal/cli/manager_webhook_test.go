@@ -26,59 +26,26 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/claimguard/claimguard/internal/cli"
 	"github.com/claimguard/claimguard/internal/testenv"
 )
 
-// installWebhookConfigs installs config/webhook as `kubectl apply -k` would, with every
-// clientConfig turned into https://<addr><path> and no caBundle: claimguard injects it.
+// installWebhookConfigs installs config/webhook with every clientConfig turned into
+// https://<addr><path> and no caBundle: claimguard injects it.
 func installWebhookConfigs(t *testing.T, addr string) {
 	t.Helper()
-	out, err := exec.Command("kubectl", "kustomize", testenv.RepoRoot()+"/config/webhook").Output()
+	objs, err := testenv.WebhookConfigs(addr)
 	if err != nil {
-		t.Fatalf("kubectl kustomize config/webhook: %v", err)
+		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, doc := range strings.Split(string(out), "\n---\n") {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		var obj client.Object
-		switch meta.Kind {
-		case "ValidatingWebhookConfiguration":
-			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := yaml.Unmarshal([]byte(doc), v); err != nil {
-				t.Fatal(err)
-			}
-			for i := range v.Webhooks {
-				toURL(&v.Webhooks[i].ClientConfig, addr)
-			}
-			obj = v
-		case "MutatingWebhookConfiguration":
-			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := yaml.Unmarshal([]byte(doc), m); err != nil {
-				t.Fatal(err)
-			}
-			for i := range m.Webhooks {
-				toURL(&m.Webhooks[i].ClientConfig, addr)
-			}
-			obj = m
-		default:
-			continue
-		}
+	for _, obj := range objs {
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
 	}
-}
-
-func toURL(cc *admissionregistrationv1.WebhookClientConfig, addr string) {
-	url := "https://" + addr + *cc.Service.Path
-	cc.URL, cc.Service, cc.CABundle = &url, nil, nil
 }
 
 // startManager runs `claimguard manager` with self-managed webhook certificates in namespace ns

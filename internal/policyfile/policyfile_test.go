@@ -16,6 +16,7 @@ import (
 
 	"github.com/claimguard/claimguard/internal/policy"
 	"github.com/claimguard/claimguard/internal/store"
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/webhook/authz/authztest"
 )
 
@@ -166,28 +167,13 @@ func TestParseKeepsDocumentNumbers(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Atomic replace, as editors and kubectl-style updates do.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLoadReportsCompileErrors: compile errors name file, document, policy
 // and field, one line each, and never echo the offending value.
 func TestLoadReportsCompileErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policies.yaml")
 	bad := strings.Replace(policyDoc("shop", "bad", "  requiredClaims:\n  - {claim: sub, operator: Matches, values: ['(']}\n"), "inline: '", "uri: 'ftp://x' #", 1)
-	writeFile(t, file, policyDoc("shop", "good", "")+"---\n"+bad)
+	testenv.WriteAtomic(t, file, policyDoc("shop", "good", "")+"---\n"+bad)
 	_, err := Load(file, Options{})
 	fe, ok := err.(*Error)
 	if !ok {
@@ -229,7 +215,7 @@ func TestSecretDir(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policies.yaml")
 	secrets := filepath.Join(dir, "secrets")
-	writeFile(t, file, hmacDoc("shop", "hs"))
+	testenv.WriteAtomic(t, file, hmacDoc("shop", "hs"))
 	cache := policy.NewCache(100)
 	opts := Options{SecretDir: secrets, Cache: cache}
 	tok := issuer().MustToken("HS256", issuer().Claims("alice", time.Now()))
@@ -249,7 +235,7 @@ func TestSecretDir(t *testing.T) {
 		t.Errorf("SecretFiles (-want +got):\n%s", diff)
 	}
 
-	writeFile(t, secretFile, issuer().SecretJWKS())
+	testenv.WriteAtomic(t, secretFile, issuer().SecretJWKS())
 	c2, err := Load(file, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +252,7 @@ func TestSecretDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, secretFile, other.SecretJWKS())
+	testenv.WriteAtomic(t, secretFile, other.SecretJWKS())
 	c3, err := Load(file, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -332,8 +318,8 @@ func TestWatcher(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policies.yaml")
 	secrets := filepath.Join(dir, "secrets")
-	writeFile(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs"))
-	writeFile(t, filepath.Join(secrets, "shop", "hs", "jwks.json"), issuer().SecretJWKS())
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs"))
+	testenv.WriteAtomic(t, filepath.Join(secrets, "shop", "hs", "jwks.json"), issuer().SecretJWKS())
 
 	var mu sync.Mutex
 	var logLines []string
@@ -369,13 +355,13 @@ func TestWatcher(t *testing.T) {
 		}
 	}()
 
-	writeFile(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs")+"---\n"+policyDoc("shop", "b", ""))
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs")+"---\n"+policyDoc("shop", "b", ""))
 	waitFor(t, "the edit to be published", func() bool { return rec.count() == 2 })
 	if rec.last().Get("shop", "b") == nil {
 		t.Fatal("new policy shop/b not in the snapshot")
 	}
 
-	writeFile(t, file, policyDoc("shop", "a", "  bogus: true\n"))
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "  bogus: true\n"))
 	waitFor(t, "the invalid edit to be reported", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -400,7 +386,7 @@ func TestWatcher(t *testing.T) {
 		t.Fatal("an invalid edit replaced the last good snapshot")
 	}
 
-	writeFile(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs"))
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs"))
 	waitFor(t, "the fixed file to be published", func() bool { return rec.count() == 3 })
 	if rec.last().Get("shop", "b") != nil || rec.last().Get("shop", "a") == nil {
 		t.Error("fixed file not in force")
@@ -411,7 +397,7 @@ func TestWatcher(t *testing.T) {
 	}
 
 	other, _ := authztest.NewIssuer(issuer().URL)
-	writeFile(t, filepath.Join(secrets, "shop", "hs", "jwks.json"), other.SecretJWKS())
+	testenv.WriteAtomic(t, filepath.Join(secrets, "shop", "hs", "jwks.json"), other.SecretJWKS())
 	waitFor(t, "the rotated secret to be published", func() bool { return rec.count() == 4 })
 	if d := decide(rec.last().Get("shop", "hs"), tok); d.Allowed {
 		t.Error("token of the old secret still allowed after rotation")
@@ -419,7 +405,7 @@ func TestWatcher(t *testing.T) {
 
 	// Same content written again: nothing to publish.
 	content, _ := os.ReadFile(file)
-	writeFile(t, file, string(content))
+	testenv.WriteAtomic(t, file, string(content))
 	time.Sleep(500 * time.Millisecond)
 	if rec.count() != 4 {
 		t.Errorf("an unchanged rewrite published a snapshot (%d)", rec.count())

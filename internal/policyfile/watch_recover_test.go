@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // TestWatcherRecoversToSameContent: after a failed reload, the file put back exactly as it
@@ -16,7 +18,7 @@ import (
 func TestWatcherRecoversToSameContent(t *testing.T) {
 	file := t.TempDir() + "/policies.yaml"
 	good := policyDoc("shop", "a", "")
-	writeFile(t, file, good)
+	testenv.WriteAtomic(t, file, good)
 	var mu sync.Mutex
 	var reloads []error
 	rec := &recorder{}
@@ -50,12 +52,12 @@ func TestWatcherRecoversToSameContent(t *testing.T) {
 		return append([]error(nil), reloads...)
 	}
 
-	writeFile(t, file, "") // truncated
+	testenv.WriteAtomic(t, file, "") // truncated
 	waitFor(t, "the empty file to be reported", func() bool { return len(got()) == 1 })
 	if got()[0] == nil {
 		t.Fatal("an empty policy file was reported as a successful reload")
 	}
-	writeFile(t, file, good)
+	testenv.WriteAtomic(t, file, good)
 	waitFor(t, "the restored file to be reported", func() bool { return len(got()) == 2 })
 	if err := got()[1]; err != nil {
 		t.Errorf("restoring the file in force reported %v, want a successful reload", err)

@@ -91,21 +91,6 @@ spec:
 	return strings.Join(append(docs, extra...), "---\n")
 }
 
-// writeAtomic replaces a file by renaming a new one over it.
-func writeAtomic(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // server is a running `claimguard serve`.
 type server struct {
 	base       string
@@ -117,9 +102,9 @@ func startServe(t *testing.T) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{policyFile: filepath.Join(dir, "policies.yaml"), logs: &testenv.SyncBuffer{}}
-	writeAtomic(t, s.policyFile, policyFile())
+	testenv.WriteAtomic(t, s.policyFile, policyFile())
 	secrets := filepath.Join(dir, "secrets")
-	writeAtomic(t, filepath.Join(secrets, "shop", "idp-hmac", "jwks.json"), issuer().SecretJWKS())
+	testenv.WriteAtomic(t, filepath.Join(secrets, "shop", "idp-hmac", "jwks.json"), issuer().SecretJWKS())
 	addr, err := proxytest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -454,7 +439,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		extra := fmt.Sprintf("apiVersion: auth.claimguard.dev/v1alpha1\nkind: JWTPolicy\nmetadata: {name: extra-%d, namespace: shop}\nspec:\n  issuers:\n  - issuer: https://other.example.com\n    jwks: {inline: '%s'}\n", i, issuer().PublicJWKS())
 		content := policyFile(extra)
 		if i%2 == 0 {
-			writeAtomic(t, srv.policyFile, content)
+			testenv.WriteAtomic(t, srv.policyFile, content)
 		} else if err := os.WriteFile(srv.policyFile, []byte(content), 0o600); err != nil {
 			// In place, as `echo > file` does: the watcher must never
 			// publish the truncated file it may see in between.

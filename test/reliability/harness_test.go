@@ -1,12 +1,10 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -85,25 +83,6 @@ func (p *proc) kill9(t *testing.T) {
 		t.Fatalf("SIGKILL %s: %v", p.name, err)
 	}
 	<-p.done
-}
-
-// procStatusKiB returns a field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
-func procStatusKiB(pid int, field string) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			fs := strings.Fields(v)
-			if len(fs) > 0 {
-				return strconv.Atoi(fs[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 func tail(s string, n int) string {
@@ -409,22 +388,6 @@ func (m tokenMix) probes(alg string) []probe {
 	}
 }
 
-// writeAtomic replaces path by renaming a new file over it, as editors and kubectl-style
-// ConfigMap updates do.
-func writeAtomic(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // serveProc is a running `claimguard serve`.
 type serveProc struct {
 	*proc
@@ -439,7 +402,7 @@ func startServe(t *testing.T, content string, flags ...string) *serveProc {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policies.yaml")
-	writeAtomic(t, file, content)
+	testenv.WriteAtomic(t, file, content)
 	addr := testenv.FreeAddr(t)
 	args := append([]string{"serve", "--policy-file", file, "--listen", addr}, flags...)
 	s := &serveProc{proc: startProc(t, "serve", args...), base: "http://" + addr, file: file}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // reloadMetrics reads serve's reload counters and gauge.
@@ -106,7 +108,7 @@ func TestServePolicyFileTornWrites(t *testing.T) {
 
 	// A good edit is picked up: a third policy appears.
 	_, successes, _ := reloadMetrics(t, s)
-	writeAtomic(t, s.file, good+"---\n"+policyDoc("shop", "new", inlineKeys(), ""))
+	testenv.WriteAtomic(t, s.file, good+"---\n"+policyDoc("shop", "new", inlineKeys(), ""))
 	took := waitFor(t, 15*time.Second, "the new policy served", func() error {
 		if a, err := ask(s.base, "shop", "new", mix.valid); err != nil || a.status != http.StatusOK {
 			return fmt.Errorf("shop/new: %s %v", a, err)
@@ -147,7 +149,7 @@ func TestServePolicyFileOversized(t *testing.T) {
 	s := startServe(t, policyDoc("shop", "orders", inlineKeys(), ""))
 	waitServeReady(t, s)
 	mix := newTokenMix(t, "ES256")
-	before, err := procStatusKiB(s.cmd.Process.Pid, "VmHWM")
+	before, err := testenv.ProcStatusKiB(s.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestServePolicyFileOversized(t *testing.T) {
 			t.Errorf("after the oversized file, %s: %s, want %d %s", p.name, a, p.want, p.reason)
 		}
 	}
-	after, err := procStatusKiB(s.cmd.Process.Pid, "VmHWM")
+	after, err := testenv.ProcStatusKiB(s.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +208,7 @@ func TestServe10kPolicies(t *testing.T) {
 	s := startServe(t, content)
 	waitServeReady(t, s)
 	loaded := time.Since(start)
-	hwm, err := procStatusKiB(s.cmd.Process.Pid, "VmHWM")
+	hwm, err := testenv.ProcStatusKiB(s.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestServe10kPolicies(t *testing.T) {
 	}
 	_, successes, _ := reloadMetrics(t, s)
 	edit := time.Now()
-	writeAtomic(t, s.file, strings.Replace(content, "name: p-99, namespace: team-099", "name: p-renamed, namespace: team-099", 1))
+	testenv.WriteAtomic(t, s.file, strings.Replace(content, "name: p-99, namespace: team-099", "name: p-renamed, namespace: team-099", 1))
 	waitFor(t, 2*time.Minute, "the edited file reloaded", func() error {
 		if _, succ, _ := reloadMetrics(t, s); succ <= successes {
 			return fmt.Errorf("not reloaded yet")
@@ -234,11 +236,11 @@ func TestServe10kPolicies(t *testing.T) {
 	if a := mustAsk(t, s.base, "team-099", "p-renamed", mix.valid); a.status != http.StatusOK {
 		t.Errorf("renamed policy after the reload: %s", a)
 	}
-	hwm2, err := procStatusKiB(s.cmd.Process.Pid, "VmHWM")
+	hwm2, err := testenv.ProcStatusKiB(s.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rss, _ := procStatusKiB(s.cmd.Process.Pid, "VmRSS")
+	rss, _ := testenv.ProcStatusKiB(s.cmd.Process.Pid, "VmRSS")
 	t.Logf("10,000 policies (%.1f MB file): ready %s after start, VmHWM %d MiB; reload of an edit %s, VmHWM %d MiB, VmRSS %d MiB",
 		float64(len(content))/1e6, loaded.Round(10*time.Millisecond), hwm>>10, reloaded.Round(10*time.Millisecond), hwm2>>10, rss>>10)
 	if loaded > time.Minute {

@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -86,7 +85,14 @@ type manager struct {
 }
 
 func startManager(bin, kubeconfig, logPath string) (*manager, error) {
-	m := &manager{auth: freeAddr(), probes: freeAddr(), log: logPath, done: make(chan struct{})}
+	m := &manager{log: logPath, done: make(chan struct{})}
+	var err error
+	if m.auth, err = testenv.LoopbackAddr(); err != nil {
+		return nil, err
+	}
+	if m.probes, err = testenv.LoopbackAddr(); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -139,8 +145,8 @@ func (m *manager) waitServing(want int, timeout time.Duration) error {
 }
 
 func (m *manager) memory() {
-	m.hwmKiB = procStatus(m.cmd.Process.Pid, "VmHWM")
-	m.rssKB = procStatus(m.cmd.Process.Pid, "VmRSS")
+	m.hwmKiB, _ = testenv.ProcStatusKiB(m.cmd.Process.Pid, "VmHWM")
+	m.rssKB, _ = testenv.ProcStatusKiB(m.cmd.Process.Pid, "VmRSS")
 }
 
 func run(o options) ([]string, error) {
@@ -388,15 +394,6 @@ func parallel(workers, n int, fn func(int) error) error {
 	return first
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func status(url string) int {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -441,18 +438,3 @@ func authz(url, token string) int {
 }
 
 // procStatus returns a field of /proc/<pid>/status in KiB (0 when unreadable).
-func procStatus(pid int, field string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				n, _ := strconv.Atoi(f[0])
-				return n
-			}
-		}
-	}
-	return 0
-}
