@@ -3,6 +3,8 @@
 #
 # For the same duration and concurrency, wrk drives:
 #   floor        a Go server that always answers 200 (the HTTP floor)
+#   floor-verify the same server doing the bare signature check of each
+#                distinct token and nothing else: the limit, measured
 #   claimguard   `claimguard serve`, RS256 and ES256, a few repeated tokens
 #                (the verified-token cache answers) and many distinct tokens
 #                (every request a cache miss and a signature check: the cache
@@ -132,6 +134,15 @@ for round in $(seq 1 "$ROUNDS"); do
   measure floor http://127.0.0.1:18000/authz/bench/api "$OUT/rs-few.lua"
   stop
 
+  # The measured limit: the floor plus the bare signature check of each
+  # distinct token, and nothing else.
+  start floor-verify "$OUT/floor" -listen 127.0.0.1:18000 -verify "$OUT/jwks.json"
+  wait_http http://127.0.0.1:18000/ 401
+  for alg in rs es; do
+    measure "floor-verify-$alg-many" http://127.0.0.1:18000/authz/bench/api "$OUT/$alg-many.lua"
+  done
+  stop
+
   # claimguard: few repeated tokens with the default cache; many distinct
   # tokens with a cache of 1000 entries, 20x smaller than the token cycle.
   for alg in rs es; do
@@ -194,7 +205,11 @@ for n in $names; do
     claimguard-*-many)
       bare=$bare_rs; [[ $n == *-es-* ]] && bare=$bare_es
       o2=${RPS[oauth2-proxy-${n#claimguard-}]}
-      ratio=$(awk -v r="${RPS[$n]}" -v f="$floor_rps" -v b="$bare" -v o="$o2" 'BEGIN {limit = 1e9/(1e9/f + b); printf "%.2fx limit (%.0f/s), %.2fx oauth2-proxy", r/limit, limit, r/o}') ;;
+      measured=${RPS[floor-verify-${n#claimguard-}]}
+      ratio=$(awk -v r="${RPS[$n]}" -v f="$floor_rps" -v b="$bare" -v o="$o2" -v m="$measured" 'BEGIN {limit = 1e9/(1e9/f + b); printf "%.2fx limit (%.0f/s), %.2fx measured limit, %.2fx oauth2-proxy", r/limit, limit, r/m, r/o}') ;;
+    floor-verify-*)
+      bare=$bare_rs; [[ $n == *-es-* ]] && bare=$bare_es
+      ratio=$(awk -v r="${RPS[$n]}" -v f="$floor_rps" -v b="$bare" 'BEGIN {printf "%.2fx limit", r/(1e9/(1e9/f + b))}') ;;
     oauth2-proxy-*-few)
       ratio=$(awk -v r="${RPS[claimguard-${n#oauth2-proxy-}]}" -v o="${RPS[$n]}" 'BEGIN {printf "claimguard %.2fx", r/o}') ;;
   esac
