@@ -50,11 +50,29 @@ type Compiled struct {
 	// SecretFiles are the secret files the policies name (present or not),
 	// which a watcher watches too: a rotated secret must reach the policy.
 	SecretFiles []string
+	// compiled maps each policy's namespace/name to its revision and compiled
+	// form, for a later reload to reuse what did not change.
+	compiled map[string]revisioned
+}
+
+// revisioned is a compiled policy and the revision (document and secrets) it
+// was compiled from.
+type revisioned struct {
+	revision string
+	policy   *policy.Policy
 }
 
 // Load reads, parses and compiles file. The error, if any, is an *Error with
 // one line per problem.
 func Load(file string, opts Options) (*Compiled, error) {
+	return load(file, opts, nil)
+}
+
+// load is Load reusing the policies of prev (compiled with the same opts)
+// whose document and secrets did not change: a reload of a large file then
+// compiles only what was edited, and the policies it keeps keep their key
+// sets (no refetch) and their verified-token cache entries.
+func load(file string, opts Options, prev *Compiled) (*Compiled, error) {
 	data, err := readBounded(file)
 	if err != nil {
 		return nil, &Error{Lines: []string{fmt.Sprintf("%s: %v", file, err)}}
@@ -63,7 +81,7 @@ func Load(file string, opts Options) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	return compile(file, data, docs, opts)
+	return compile(file, data, docs, opts, prev)
 }
 
 // secretReader reads secret files for one compile, remembering what it read
@@ -150,19 +168,27 @@ func Compile(file string, docs []Document, opts Options) (*Compiled, error) {
 		data = append(data, d.JSON...)
 		data = append(data, 0)
 	}
-	return compile(file, data, docs, opts)
+	return compile(file, data, docs, opts, nil)
 }
 
-func compile(file string, data []byte, docs []Document, opts Options) (*Compiled, error) {
+func compile(file string, data []byte, docs []Document, opts Options, prev *Compiled) (*Compiled, error) {
 	sr := &secretReader{dir: opts.SecretDir, files: map[string][]byte{}}
-	out := &Compiled{Documents: docs}
+	out := &Compiled{Documents: docs, compiled: make(map[string]revisioned, len(docs))}
 	errs := &Error{}
 	for i := range docs {
 		d := &docs[i]
+		rev := sr.revision(d)
+		if prev != nil {
+			if old, ok := prev.compiled[d.Key()]; ok && old.revision == rev {
+				out.Policies = append(out.Policies, old.policy)
+				out.compiled[d.Key()] = old
+				continue
+			}
+		}
 		p, ferrs := policy.Compile(&d.Policy.Spec, policy.CompileOptions{
 			Namespace:         d.Policy.Namespace,
 			Name:              d.Policy.Name,
-			Revision:          sr.revision(d),
+			Revision:          rev,
 			Fetcher:           opts.Fetcher,
 			Secrets:           sr.read,
 			AllowInsecureHTTP: opts.AllowInsecureHTTP,
@@ -175,6 +201,7 @@ func compile(file string, data []byte, docs []Document, opts Options) (*Compiled
 		}
 		if len(ferrs) == 0 {
 			out.Policies = append(out.Policies, p)
+			out.compiled[d.Key()] = revisioned{revision: rev, policy: p}
 		}
 	}
 	if err := errs.orNil(); err != nil {

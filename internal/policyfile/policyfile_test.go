@@ -265,6 +265,79 @@ func TestSecretDir(t *testing.T) {
 	}
 }
 
+// TestReloadReusesUnchangedPolicies: a reload compiles only the policies whose document or
+// secret changed; the others are the very same compiled policies (their remote key sets are
+// not fetched again and their cached tokens stay valid).
+func TestReloadReusesUnchangedPolicies(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policies.yaml")
+	secrets := filepath.Join(dir, "secrets")
+	secretFile := filepath.Join(secrets, "shop", "hs", "jwks.json")
+	testenv.WriteAtomic(t, secretFile, issuer().SecretJWKS())
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+policyDoc("shop", "b", "")+"---\n"+hmacDoc("shop", "hs"))
+	opts := Options{SecretDir: secrets}
+	byName := func(c *Compiled) map[string]*policy.Policy {
+		m := map[string]*policy.Policy{}
+		for _, p := range c.Policies {
+			m[p.Name()] = p
+		}
+		return m
+	}
+	first, err := Load(file, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := byName(first)
+
+	// b edited, a and hs untouched.
+	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+policyDoc("shop", "b", "  mode: Audit\n")+"---\n"+hmacDoc("shop", "hs"))
+	second, err := load(file, opts, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := byName(second)
+	if after["a"] != before["a"] || after["hs"] != before["hs"] {
+		t.Error("an unchanged policy was compiled again")
+	}
+	if after["b"] == before["b"] || after["b"].Mode() != "Audit" {
+		t.Errorf("the edited policy was not recompiled: mode %s", after["b"].Mode())
+	}
+
+	// The secret of hs rotated: hs recompiled, a and b reused.
+	other, err := authztest.NewIssuer(issuer().URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteAtomic(t, secretFile, other.SecretJWKS())
+	third, err := load(file, opts, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := byName(third)
+	if rotated["hs"] == after["hs"] {
+		t.Error("a policy whose secret rotated was reused")
+	}
+	if rotated["a"] != after["a"] || rotated["b"] != after["b"] {
+		t.Error("a policy without a change was compiled again after another's secret rotated")
+	}
+	tok := other.MustToken("HS256", other.Claims("alice", time.Now()))
+	if d := decide(rotated["hs"], tok); !d.Allowed {
+		t.Errorf("the rotated key does not verify: %+v", d)
+	}
+
+	// A document whose namespace changes is another policy, even with the same spec.
+	testenv.WriteAtomic(t, file, policyDoc("other", "a", "")+"---\n"+policyDoc("shop", "b", "  mode: Audit\n")+"---\n"+hmacDoc("shop", "hs"))
+	moved, err := load(file, opts, third)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range moved.Policies {
+		if p.Name() == "a" && (p == rotated["a"] || p.Namespace() != "other") {
+			t.Errorf("policy a moved to namespace other is %s/%s, reused %v", p.Namespace(), p.Name(), p == rotated["a"])
+		}
+	}
+}
+
 func TestSecretRefNamesCannotEscape(t *testing.T) {
 	r := &secretReader{dir: t.TempDir(), files: map[string][]byte{}}
 	for _, ref := range [][3]string{{"shop", "..", "k"}, {"shop", "a", "../k"}, {"shop", "a/b", "k"}, {"..", "a", "k"}, {"shop", "a", ".."}} {

@@ -97,7 +97,7 @@ func (w *Watcher) reload() {
 			return
 		}
 	}
-	c, err := Load(w.File, w.Options)
+	c, err := load(w.File, w.Options, prev)
 	if err == nil && prev != nil && c.Digest == prev.Digest {
 		w.recovered()
 		return
