@@ -115,9 +115,13 @@ func TestServePolicyFileTornWrites(t *testing.T) {
 		}
 		return nil
 	})
-	if _, succ, ok := reloadMetrics(t, s); succ <= successes || ok != 1 {
-		t.Errorf("after a good edit: successes %v (before %v), last_reload_success %v", succ, successes, ok)
-	}
+	// The reload is counted just after the new policies are published: wait for it.
+	waitFor(t, 5*time.Second, "the good edit counted as a successful reload", func() error {
+		if _, succ, ok := reloadMetrics(t, s); succ <= successes || ok != 1 {
+			return fmt.Errorf("successes %v (before %v), last_reload_success %v", succ, successes, ok)
+		}
+		return nil
+	})
 	tr.Stop()
 	tr.expectClean(t, 100)
 	t.Logf("a good edit after the damage was served %s after the write", took.Round(10*time.Millisecond))

@@ -127,17 +127,19 @@ func (m *Metrics) SetCache(c *policy.Cache) { m.cache.Store(c) }
 
 // ObserveReload records a reload attempt of the policies: err nil means the
 // new snapshot was published; otherwise the previous one stays in force.
+// The gauges are set before the counter moves, so whoever sees the attempt
+// counted sees its outcome too.
 func (m *Metrics) ObserveReload(err error) {
 	now := float64(time.Now().UnixNano()) / 1e9
 	m.lastReloadTime.Set(now)
 	if err != nil {
-		m.reloads.WithLabelValues("failure").Inc()
 		m.lastReloadOK.Set(0)
+		m.reloads.WithLabelValues("failure").Inc()
 		return
 	}
-	m.reloads.WithLabelValues("success").Inc()
 	m.lastReloadOK.Set(1)
 	m.lastReloadOKTime.Set(now)
+	m.reloads.WithLabelValues("success").Inc()
 }
 
 // observeSnapshot sets the policy gauges for a published snapshot.
