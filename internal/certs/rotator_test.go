@@ -64,9 +64,15 @@ func servedBy(t *testing.T, s *certs.Source) []byte {
 // that is not the leader serves the same certificate from the Secret.
 func TestIssueInjectServe(t *testing.T) {
 	f := newFixture(t)
-	if err := f.admit(false); err == nil {
-		t.Fatal("admitted while no webhook server runs; failurePolicy Fail should refuse")
-	}
+	// The API server picks a new webhook configuration up from its own informer, a moment
+	// after the create: until then nothing calls the webhook. Once it does, with nothing
+	// serving, failurePolicy Fail refuses.
+	eventually(t, 10*time.Second, "a refusal while no webhook server runs (failurePolicy Fail)", func() error {
+		if err := f.admit(false); err == nil {
+			return errors.New("admitted")
+		}
+		return nil
+	})
 	leader := f.start(t, f.options(), true)
 	eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
 	if err := f.admit(true); err == nil || !strings.Contains(err.Error(), "denied by the test webhook") {
