@@ -279,12 +279,24 @@ func TestKillManagerDuringAdmission(t *testing.T) {
 		}
 		return nil
 	})
+	// The API server matches webhooks against the namespace labels of its own informer, a
+	// moment behind: wait until a dry-run create comes back wired.
+	w := &ingressWatch{ns: ns, policy: "guard", wired: map[string]bool{}, wiredAtCreation: true}
+	waitFor(t, 30*time.Second, "the mutating webhook wiring new Ingresses", func() error {
+		probe := newIngress(ns, "probe")
+		if err := env.Client.Create(ctx(), probe, client.DryRunAll); err != nil {
+			return err
+		}
+		if !w.isWired(probe) {
+			return fmt.Errorf("a dry-run create came back unwired: %v", probe.Annotations)
+		}
+		return nil
+	})
 
 	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &ingressWatch{ns: ns, policy: "guard", wired: map[string]bool{}, wiredAtCreation: true}
 	watchIngresses(t, wc, w)
 
 	var created atomic.Int64
