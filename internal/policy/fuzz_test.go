@@ -9,6 +9,11 @@ import (
 
 // fuzzPolicy has every feature switched on, so fuzzed tokens reach every check.
 func fuzzPolicy(t testing.TB) *Policy {
+	return mustCompile(t, fuzzSpec(), testOptions())
+}
+
+// fuzzSpec is fuzzPolicy's spec.
+func fuzzSpec() *authv1alpha1.JWTPolicySpec {
 	spec := baseSpec()
 	spec.RequiredClaims = append(spec.RequiredClaims,
 		authv1alpha1.RequiredClaim{Claim: "scope", Operator: authv1alpha1.OpContainsAll, Values: []string{"openid"}},
@@ -18,7 +23,7 @@ func fuzzPolicy(t testing.TB) *Policy {
 	)
 	spec.Rules = []authv1alpha1.Rule{{Expression: "size(claims) < 40 && claims.exp - claims.iat <= 86400", Message: "too big"}}
 	spec.ForwardClaims = append(spec.ForwardClaims, authv1alpha1.ForwardClaim{Claim: "realm_access", Header: "X-Realm"})
-	return mustCompile(t, spec, testOptions())
+	return spec
 }
 
 // checkDecision asserts the invariants every decision keeps.
