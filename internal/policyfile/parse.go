@@ -86,20 +86,33 @@ func ReadFile(file string) ([]Document, error) {
 	return Parse(file, data)
 }
 
+// readBounded reads file, refusing one larger than MaxFileBytes. A regular
+// file's size is checked before anything is read, and its content is read into
+// one buffer of that size: refusing a huge file costs no memory, and reading a
+// large one costs its size, not the growth steps of io.ReadAll. Whatever the
+// file does while it is read, at most MaxFileBytes+1 bytes are.
 func readBounded(file string) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
+	tooLarge := fmt.Errorf("file is larger than %d MiB", MaxFileBytes>>20)
+	capacity := int64(bytes.MinRead)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		if st.Size() > MaxFileBytes {
+			return nil, tooLarge
+		}
+		capacity = st.Size() + bytes.MinRead // room to see the end of the file without growing
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, capacity))
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileBytes+1)); err != nil {
 		return nil, err
 	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("file is larger than %d MiB", MaxFileBytes>>20)
+	if buf.Len() > MaxFileBytes {
+		return nil, tooLarge
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // Parse splits data (YAML or JSON, several documents separated by "---") into

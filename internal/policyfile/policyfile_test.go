@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -482,5 +483,52 @@ func TestWatcher(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if rec.count() != 4 {
 		t.Errorf("an unchanged rewrite published a snapshot (%d)", rec.count())
+	}
+}
+
+// TestReadBounded: a file over MaxFileBytes is refused (a regular one before any of it is
+// read), one of exactly MaxFileBytes is read whole, and a pipe that streams past the limit is
+// refused after MaxFileBytes+1 bytes.
+func TestReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	sized := func(name string, size int64) string {
+		path := filepath.Join(dir, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil { // sparse: costs no disk
+			t.Fatal(err)
+		}
+		return path
+	}
+	if _, err := readBounded(sized("over", MaxFileBytes+1)); err == nil || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Errorf("a file one byte over the limit: %v", err)
+	}
+	data, err := readBounded(sized("limit", MaxFileBytes))
+	if err != nil || len(data) != MaxFileBytes {
+		t.Errorf("a file of exactly the limit: %d bytes, %v", len(data), err)
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		chunk := make([]byte, 1<<20)
+		for range MaxFileBytes>>20 + 2 {
+			if _, err := f.Write(chunk); err != nil {
+				return // the reader stopped at the limit
+			}
+		}
+	}()
+	if _, err := readBounded(fifo); err == nil || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Errorf("a pipe streaming past the limit: %v", err)
 	}
 }
