@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // ingressWatch records every version of one Ingress the API server sends and remembers the
@@ -90,11 +91,11 @@ func TestConflictAndHandover(t *testing.T) {
 
 	// "z-old" is older than "a-new": age wins over name.
 	create(t, policyFixture(ns, "z-old", withSelector(map[string]string{"app": "web"})))
-	eventually(t, 10*time.Second, "wired to z-old", annotationsAre(ns, "web", nginxWiring(ns, "z-old", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "wired to z-old", annotationsAre(ns, "web", nginxWiring(ns, "z-old", "X-Auth-Subject")))
 	time.Sleep(1100 * time.Millisecond) // creationTimestamp has one-second resolution
 	create(t, policyFixture(ns, "a-new"))
-	eventually(t, 10*time.Second, "Conflict", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
-	eventually(t, 5*time.Second, "loser not Ready", conditionIs(ns, "a-new", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
+	testenv.Eventually(t, 10*time.Second, "Conflict", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
+	testenv.Eventually(t, 5*time.Second, "loser not Ready", conditionIs(ns, "a-new", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
 	loser := getPolicy(t, ns, "a-new")
 	if msg := getCondition(loser.Status.Conditions, authv1alpha1.ConditionConflict).Message; !strings.Contains(msg, "web (JWTPolicy z-old)") {
 		t.Errorf("Conflict message does not name the Ingress and the winner: %q", msg)
@@ -114,19 +115,19 @@ func TestConflictAndHandover(t *testing.T) {
 	update(t, getPolicy(t, ns, "z-old"), func(p *authv1alpha1.JWTPolicy) {
 		p.Spec.IngressSelector.MatchLabels = map[string]string{"app": "none"}
 	})
-	eventually(t, 10*time.Second, "handed to a-new", annotationsAre(ns, "web", nginxWiring(ns, "a-new", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "no conflict left", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionFalse, authv1alpha1.ReasonNoConflict))
-	eventually(t, 5*time.Second, "a-new Ready", conditionIs(ns, "a-new", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "handed to a-new", annotationsAre(ns, "web", nginxWiring(ns, "a-new", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "no conflict left", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionFalse, authv1alpha1.ReasonNoConflict))
+	testenv.Eventually(t, 5*time.Second, "a-new Ready", conditionIs(ns, "a-new", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 
 	// A third policy queues behind a-new; deleting a-new hands the Ingress to it.
 	time.Sleep(1100 * time.Millisecond)
 	create(t, policyFixture(ns, "third"))
-	eventually(t, 10*time.Second, "third in conflict", conditionIs(ns, "third", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
+	testenv.Eventually(t, 10*time.Second, "third in conflict", conditionIs(ns, "third", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
 	if err := env.Client.Delete(context.Background(), getPolicy(t, ns, "a-new")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "handed to third", annotationsAre(ns, "web", nginxWiring(ns, "third", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "third owns it", func() error {
+	testenv.Eventually(t, 10*time.Second, "handed to third", annotationsAre(ns, "web", nginxWiring(ns, "third", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "third owns it", func() error {
 		p := getPolicy(t, ns, "third")
 		if p.Status.BoundIngresses != 1 {
 			return fmt.Errorf("boundIngresses %d", p.Status.BoundIngresses)

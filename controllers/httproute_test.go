@@ -22,6 +22,7 @@ import (
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/internal/wiring"
 )
 
@@ -184,15 +185,15 @@ func TestGatewayAPIInstalledLater(t *testing.T) {
 	_, w := gatewayHarness(t, ns)
 	p := policyFixture(ns, "orders", withRouteSelector(map[string]string{"app": "web"}))
 	create(t, p)
-	eventually(t, 10*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
+	testenv.Eventually(t, 10*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
 	if msg := conditionMessage(t, ns, "orders", authv1alpha1.ConditionIngressesWired); !strings.Contains(msg, "the Gateway API (gateway.networking.k8s.io) is not installed") {
 		t.Errorf("the condition does not say that the Gateway API is missing: %q", msg)
 	}
 
 	installGatewayCRDs(t, "standard")
 	create(t, routeFixture(ns, "web", map[string]string{"app": "web"}))
-	eventually(t, 15*time.Second, "ExternalAuthUnsupported", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonExternalAuthUnsupported))
-	eventually(t, 5*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
+	testenv.Eventually(t, 15*time.Second, "ExternalAuthUnsupported", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonExternalAuthUnsupported))
+	testenv.Eventually(t, 5*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
 	msg := conditionMessage(t, ns, "orders", authv1alpha1.ConditionIngressesWired)
 	for _, want := range []string{"1 HTTPRoute is selected", "no ExternalAuth filter", "standard channel", "NOT guarded", "experimental channel", ": web"} {
 		if !strings.Contains(msg, want) {
@@ -207,10 +208,10 @@ func TestGatewayAPIInstalledLater(t *testing.T) {
 	}
 
 	installGatewayCRDs(t, "experimental")
-	eventually(t, 15*time.Second, "wired after the upgrade", routeFiltersAre(w, ns, "web", p))
-	eventually(t, 5*time.Second, "ReferenceGrant", grantIs(w, ns, true))
-	eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
-	eventually(t, 5*time.Second, "boundRoutes", boundRoutesIs(ns, "orders", 1))
+	testenv.Eventually(t, 15*time.Second, "wired after the upgrade", routeFiltersAre(w, ns, "web", p))
+	testenv.Eventually(t, 5*time.Second, "ReferenceGrant", grantIs(w, ns, true))
+	testenv.Eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 5*time.Second, "boundRoutes", boundRoutesIs(ns, "orders", 1))
 }
 
 // TestHTTPRouteWiring: wiring of every rule (claimguard's filter first, the user's kept), the
@@ -226,17 +227,17 @@ func TestHTTPRouteWiring(t *testing.T) {
 	p := policyFixture(ns, "orders", withRouteSelector(map[string]string{"app": "web"}))
 	create(t, p)
 
-	eventually(t, 10*time.Second, "wired", routeFiltersAre(w, ns, "web", p))
-	eventually(t, 5*time.Second, "ReferenceGrant", grantIs(w, ns, true))
-	eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
-	eventually(t, 5*time.Second, "boundRoutes", boundRoutesIs(ns, "orders", 1))
+	testenv.Eventually(t, 10*time.Second, "wired", routeFiltersAre(w, ns, "web", p))
+	testenv.Eventually(t, 5*time.Second, "ReferenceGrant", grantIs(w, ns, true))
+	testenv.Eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 5*time.Second, "boundRoutes", boundRoutesIs(ns, "orders", 1))
 	if msg := conditionMessage(t, ns, "orders", authv1alpha1.ConditionIngressesWired); !strings.Contains(msg, "1 HTTPRoute wired to "+w.AuthURL(ns, "orders")) {
 		t.Errorf("IngressesWired message %q", msg)
 	}
 
 	// Someone removes the filter from a rule: it comes back.
 	update(t, getRoute(t, ns, "web"), func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Filters = []gatewayv1.HTTPRouteFilter{headerFilter} })
-	eventually(t, 10*time.Second, "re-wired after an edit", routeFiltersAre(w, ns, "web", p))
+	testenv.Eventually(t, 10*time.Second, "re-wired after an edit", routeFiltersAre(w, ns, "web", p))
 
 	// The grant is deleted by hand: it comes back.
 	g := &gatewayv1beta1.ReferenceGrant{}
@@ -246,7 +247,7 @@ func TestHTTPRouteWiring(t *testing.T) {
 	if err := env.Client.Delete(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "grant restored", func() error {
+	testenv.Eventually(t, 10*time.Second, "grant restored", func() error {
 		n := &gatewayv1beta1.ReferenceGrant{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(g), n); err != nil {
 			return err
@@ -262,28 +263,28 @@ func TestHTTPRouteWiring(t *testing.T) {
 		p.Spec.ForwardClaims = append(p.Spec.ForwardClaims, authv1alpha1.ForwardClaim{Claim: "email", Header: "X-Auth-Email"})
 	})
 	p = getPolicy(t, ns, "orders")
-	eventually(t, 10*time.Second, "new headers", routeFiltersAre(w, ns, "web", p))
+	testenv.Eventually(t, 10*time.Second, "new headers", routeFiltersAre(w, ns, "web", p))
 
 	// The selector stops matching: unwired, the user's filter stays, the grant goes.
 	update(t, getPolicy(t, ns, "orders"), func(p *authv1alpha1.JWTPolicy) { p.Spec.RouteSelector.MatchLabels = map[string]string{"app": "none"} })
-	eventually(t, 10*time.Second, "unwired", routeFiltersAre(w, ns, "web", nil))
-	eventually(t, 10*time.Second, "grant deleted", grantIs(w, ns, false))
-	eventually(t, 5*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
-	eventually(t, 5*time.Second, "boundRoutes 0", boundRoutesIs(ns, "orders", 0))
+	testenv.Eventually(t, 10*time.Second, "unwired", routeFiltersAre(w, ns, "web", nil))
+	testenv.Eventually(t, 10*time.Second, "grant deleted", grantIs(w, ns, false))
+	testenv.Eventually(t, 5*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
+	testenv.Eventually(t, 5*time.Second, "boundRoutes 0", boundRoutesIs(ns, "orders", 0))
 
 	// The route gets the label: wired again, grant again.
 	update(t, getRoute(t, ns, "web"), func(r *gatewayv1.HTTPRoute) { r.Labels["app"] = "none" })
 	p = getPolicy(t, ns, "orders")
-	eventually(t, 10*time.Second, "wired by label", routeFiltersAre(w, ns, "web", p))
-	eventually(t, 10*time.Second, "grant again", grantIs(w, ns, true))
+	testenv.Eventually(t, 10*time.Second, "wired by label", routeFiltersAre(w, ns, "web", p))
+	testenv.Eventually(t, 10*time.Second, "grant again", grantIs(w, ns, true))
 
 	// Deletion: the finalizer unwires, then the grant goes.
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "orders")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "unwired on delete", routeFiltersAre(w, ns, "web", nil))
-	eventually(t, 10*time.Second, "grant deleted after the policy", grantIs(w, ns, false))
-	eventually(t, 10*time.Second, "policy gone", func() error {
+	testenv.Eventually(t, 10*time.Second, "unwired on delete", routeFiltersAre(w, ns, "web", nil))
+	testenv.Eventually(t, 10*time.Second, "grant deleted after the policy", grantIs(w, ns, false))
+	testenv.Eventually(t, 10*time.Second, "policy gone", func() error {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &authv1alpha1.JWTPolicy{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -307,7 +308,7 @@ func TestHTTPRouteNoRoomForFilter(t *testing.T) {
 	}
 	create(t, r)
 	create(t, policyFixture(ns, "orders"))
-	eventually(t, 10*time.Second, "WiringFailed", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed))
+	testenv.Eventually(t, 10*time.Second, "WiringFailed", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed))
 	if msg := conditionMessage(t, ns, "orders", authv1alpha1.ConditionIngressesWired); !strings.Contains(msg, "rule 1 of HTTPRoute "+ns+"/full already has 16 filters") {
 		t.Errorf("message %q", msg)
 	}
@@ -383,17 +384,17 @@ func TestConflictAcrossIngressAndRoute(t *testing.T) {
 	create(t, routeFixture(ns, "api", map[string]string{"app": "web"}))
 	old := policyFixture(ns, "z-old", withSelector(map[string]string{"app": "web"}), withRouteSelector(map[string]string{"app": "web"}))
 	create(t, old)
-	eventually(t, 10*time.Second, "route wired to z-old", routeFiltersAre(w, ns, "api", old))
+	testenv.Eventually(t, 10*time.Second, "route wired to z-old", routeFiltersAre(w, ns, "api", old))
 	time.Sleep(1100 * time.Millisecond) // creationTimestamp has one-second resolution
 	create(t, policyFixture(ns, "a-new"))
-	eventually(t, 10*time.Second, "Conflict", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
+	testenv.Eventually(t, 10*time.Second, "Conflict", conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionTrue, authv1alpha1.ReasonConflictingPolicy))
 	msg := conditionMessage(t, ns, "a-new", authv1alpha1.ConditionConflict)
 	for _, want := range []string{"1 Ingress and 1 HTTPRoute selected by this policy are guarded by an older policy", "Ingress web (JWTPolicy z-old)", "HTTPRoute api (JWTPolicy z-old)", "spec.routeSelector"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the Conflict message does not say %q: %q", want, msg)
 		}
 	}
-	eventually(t, 5*time.Second, "winner's counts", func() error {
+	testenv.Eventually(t, 5*time.Second, "winner's counts", func() error {
 		p := getPolicy(t, ns, "z-old")
 		if p.Status.BoundIngresses != 1 || p.Status.BoundRoutes != 1 {
 			return fmt.Errorf("boundIngresses %d boundRoutes %d", p.Status.BoundIngresses, p.Status.BoundRoutes)
@@ -408,15 +409,15 @@ func TestConflictAcrossIngressAndRoute(t *testing.T) {
 	if err := env.Client.Delete(context.Background(), getPolicy(t, ns, "z-old")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "handed to a-new", routeFiltersAre(w, ns, "api", getPolicy(t, ns, "a-new")))
-	eventually(t, 10*time.Second, "a-new owns both", func() error {
+	testenv.Eventually(t, 10*time.Second, "handed to a-new", routeFiltersAre(w, ns, "api", getPolicy(t, ns, "a-new")))
+	testenv.Eventually(t, 10*time.Second, "a-new owns both", func() error {
 		p := getPolicy(t, ns, "a-new")
 		if p.Status.BoundIngresses != 1 || p.Status.BoundRoutes != 1 {
 			return fmt.Errorf("boundIngresses %d boundRoutes %d", p.Status.BoundIngresses, p.Status.BoundRoutes)
 		}
 		return conditionIs(ns, "a-new", authv1alpha1.ConditionConflict, metav1.ConditionFalse, authv1alpha1.ReasonNoConflict)()
 	})
-	eventually(t, 5*time.Second, "grant kept", grantIs(w, ns, true))
+	testenv.Eventually(t, 5*time.Second, "grant kept", grantIs(w, ns, true))
 	rw.stop()
 	rw.mu.Lock()
 	defer rw.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 	"github.com/claimguard/claimguard/internal/policy"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // nginxWiring is what an Ingress of an ingress-nginx class carries when policy guards it.
@@ -72,8 +73,8 @@ func TestNginxLifecycle(t *testing.T) {
 	create(t, ing)
 	create(t, policyFixture(ns, "orders", withSelector(map[string]string{"app": "web"})))
 
-	eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject"))))
-	eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject"))))
+	testenv.Eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 	p := getPolicy(t, ns, "orders")
 	if !controllerutil.ContainsFinalizer(p, Finalizer) {
 		t.Errorf("finalizer %s missing: %v", Finalizer, p.Finalizers)
@@ -113,8 +114,8 @@ func TestNginxLifecycle(t *testing.T) {
 	update(t, getPolicy(t, ns, "orders"), func(p *authv1alpha1.JWTPolicy) {
 		p.Spec.ForwardClaims = append(p.Spec.ForwardClaims, authv1alpha1.ForwardClaim{Claim: "aud", Header: "X-Auth-Audience"})
 	})
-	eventually(t, 10*time.Second, "re-wired", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
-	eventually(t, 10*time.Second, "observed", func() error {
+	testenv.Eventually(t, 10*time.Second, "re-wired", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
+	testenv.Eventually(t, 10*time.Second, "observed", func() error {
 		p := getPolicy(t, ns, "orders")
 		if p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("observedGeneration %d, generation %d", p.Status.ObservedGeneration, p.Generation)
@@ -127,28 +128,28 @@ func TestNginxLifecycle(t *testing.T) {
 		delete(i.Annotations, AnnotationNginxAuthURL)
 		delete(i.Annotations, AnnotationPolicy)
 	})
-	eventually(t, 10*time.Second, "re-wired after an edit", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
+	testenv.Eventually(t, 10*time.Second, "re-wired after an edit", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
 
 	// The selector stops matching: unwired, the user's annotation stays.
 	update(t, getPolicy(t, ns, "orders"), func(p *authv1alpha1.JWTPolicy) {
 		p.Spec.IngressSelector.MatchLabels = map[string]string{"app": "other"}
 	})
-	eventually(t, 10*time.Second, "unwired", annotationsAre(ns, "web", user))
-	eventually(t, 10*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
+	testenv.Eventually(t, 10*time.Second, "unwired", annotationsAre(ns, "web", user))
+	testenv.Eventually(t, 10*time.Second, "NothingSelected", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionTrue, authv1alpha1.ReasonNothingSelected))
 	if n := getPolicy(t, ns, "orders").Status.BoundIngresses; n != 0 {
 		t.Errorf("boundIngresses %d after the selector stopped matching", n)
 	}
 
 	// The Ingress gets the label: wired again.
 	update(t, getIngress(t, ns, "web"), func(i *networkingv1.Ingress) { i.Labels["app"] = "other" })
-	eventually(t, 10*time.Second, "wired by label", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
+	testenv.Eventually(t, 10*time.Second, "wired by label", annotationsAre(ns, "web", merged(user, nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience"))))
 
 	// Deletion: the finalizer unwires first, then the policy is gone, and so is its snapshot entry.
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "orders")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "unwired on delete", annotationsAre(ns, "web", user))
-	eventually(t, 10*time.Second, "policy gone", func() error {
+	testenv.Eventually(t, 10*time.Second, "unwired on delete", annotationsAre(ns, "web", user))
+	testenv.Eventually(t, 10*time.Second, "policy gone", func() error {
 		err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders"}, &authv1alpha1.JWTPolicy{})
 		if client.IgnoreNotFound(err) != nil {
 			return err

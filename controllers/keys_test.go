@@ -19,6 +19,7 @@ import (
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 	"github.com/claimguard/claimguard/internal/keys"
 	"github.com/claimguard/claimguard/internal/policy"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // TestSecretRotation: rotating the JWKS in a referenced Secret is served within seconds; a
@@ -35,14 +36,14 @@ func TestSecretRotation(t *testing.T) {
 	}
 	create(t, secret)
 	create(t, policyFixture(ns, "orders", withJWKS(authv1alpha1.JWKSSource{SecretRef: &authv1alpha1.SecretKeyRef{Name: "idp-jwks", Key: "jwks.json"}})))
-	eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 	oldTok := idp.MustToken("RS256", idp.Claims("alice", time.Now()))
 	newTok := idp2.MustToken("RS256", idp2.Claims("alice", time.Now()))
 	h.waitDecision(t, ns, "orders", oldTok, true, "")
 
 	update(t, secret, func(s *corev1.Secret) { s.Data["jwks.json"] = []byte(idp2.PublicJWKS()) })
 	rotated := time.Now()
-	eventually(t, 5*time.Second, "rotated keys served", func() error {
+	testenv.Eventually(t, 5*time.Second, "rotated keys served", func() error {
 		d, err := h.decide(ns, "orders", newTok)
 		if err != nil {
 			return err
@@ -57,14 +58,14 @@ func TestSecretRotation(t *testing.T) {
 
 	// The key goes missing from the Secret, then the Secret itself.
 	update(t, secret, func(s *corev1.Secret) { s.Data = map[string][]byte{"other": []byte("x")} })
-	eventually(t, 10*time.Second, "SecretNotFound (key)", conditionIs(ns, "orders", authv1alpha1.ConditionKeysLoaded, metav1.ConditionFalse, authv1alpha1.ReasonSecretNotFound))
+	testenv.Eventually(t, 10*time.Second, "SecretNotFound (key)", conditionIs(ns, "orders", authv1alpha1.ConditionKeysLoaded, metav1.ConditionFalse, authv1alpha1.ReasonSecretNotFound))
 	if msg := getCondition(getPolicy(t, ns, "orders").Status.Conditions, authv1alpha1.ConditionKeysLoaded).Message; !strings.Contains(msg, `no key "jwks.json"`) {
 		t.Errorf("message does not name the missing key: %q", msg)
 	}
 	if err := env.Client.Delete(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
+	testenv.Eventually(t, 10*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
 	h.waitDecision(t, ns, "orders", newTok, false, policy.KeysUnavailable)
 	st := getPolicy(t, ns, "orders").Status
 	if len(st.Keys) != 1 || len(st.Keys[0].Kids) != 0 || !strings.Contains(st.Keys[0].Message, "idp-jwks") {
@@ -75,7 +76,7 @@ func TestSecretRotation(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "idp-jwks"},
 		Data:       map[string][]byte{"jwks.json": []byte(idp2.PublicJWKS())},
 	})
-	eventually(t, 10*time.Second, "Ready again", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "Ready again", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 	h.waitDecision(t, ns, "orders", newTok, true, "")
 }
 
@@ -229,14 +230,14 @@ func TestConditionReasons(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, w := range tc.want {
-				eventually(t, 15*time.Second, w.typ+"="+w.reason, conditionIs(ns, tc.name, w.typ, w.status, w.reason))
+				testenv.Eventually(t, 15*time.Second, w.typ+"="+w.reason, conditionIs(ns, tc.name, w.typ, w.status, w.reason))
 			}
 			p := getPolicy(t, ns, tc.name)
 			if msg := getCondition(p.Status.Conditions, tc.want[0].typ).Message; !strings.Contains(msg, tc.message) {
 				t.Errorf("%s message %q does not say %q", tc.want[0].typ, msg, tc.message)
 			}
 			if tc.event != "" {
-				eventually(t, 10*time.Second, "event "+tc.event, func() error {
+				testenv.Eventually(t, 10*time.Second, "event "+tc.event, func() error {
 					var evs eventsv1.EventList
 					if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
 						return err

@@ -20,6 +20,7 @@ import (
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
 	"github.com/claimguard/claimguard/internal/policy"
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/internal/wiring"
 )
 
@@ -81,7 +82,7 @@ func TestOneStatusWritePerPass(t *testing.T) {
 	create(t, ingressFixture(ns, "web", ptr.To(nginxClass), map[string]string{"app": "web"}))
 	create(t, ingressFixture(ns, "bystander", ptr.To(otherClass), map[string]string{"app": "bystander"}))
 	// The pass must see both Ingresses, or it would rightly write twice.
-	eventually(t, 5*time.Second, "cache has the Ingresses", func() error {
+	testenv.Eventually(t, 5*time.Second, "cache has the Ingresses", func() error {
 		var l networkingv1.IngressList
 		if err := h.mgr.GetCache().List(ctx, &l, client.InNamespace(ns)); err != nil {
 			return err
@@ -94,8 +95,8 @@ func TestOneStatusWritePerPass(t *testing.T) {
 
 	pw := watchPolicyWrites(t, ns, "orders")
 	create(t, policyFixture(ns, "orders", withSelector(map[string]string{"app": "web"})))
-	eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
-	eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject")))
 	time.Sleep(time.Second) // let the passes the wiring itself triggers run
 	if n := pw.count(); n != 3 {
 		t.Fatalf("creation produced %d versions, want 3 (create, finalizer, status):\n%s", n, pw)
@@ -119,7 +120,7 @@ func TestOneStatusWritePerPass(t *testing.T) {
 	update(t, getPolicy(t, ns, "orders"), func(p *authv1alpha1.JWTPolicy) {
 		p.Spec.RequiredClaims = []authv1alpha1.RequiredClaim{{Claim: "sub", Operator: authv1alpha1.OpExists}}
 	})
-	eventually(t, 10*time.Second, "observed", func() error {
+	testenv.Eventually(t, 10*time.Second, "observed", func() error {
 		p := getPolicy(t, ns, "orders")
 		if p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("observedGeneration %d of %d", p.Status.ObservedGeneration, p.Generation)
@@ -142,8 +143,8 @@ func TestManagerRestart(t *testing.T) {
 	create(t, ingressFixture(ns, "web-a", ptr.To(nginxClass), map[string]string{"app": "a"}))
 	create(t, ingressFixture(ns, "web-b", ptr.To(nginxClass), map[string]string{"app": "b"}))
 	create(t, policyFixture(ns, "first", withSelector(map[string]string{"app": "a"})))
-	eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web-a", nginxWiring(ns, "first", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "Ready", conditionIs(ns, "first", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web-a", nginxWiring(ns, "first", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "Ready", conditionIs(ns, "first", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 	m1.stop()
 
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "first")); err != nil {
@@ -157,9 +158,9 @@ func TestManagerRestart(t *testing.T) {
 	}
 
 	m2 := startManager(t, ns, harnessOptions{})
-	eventually(t, 10*time.Second, "handed over", annotationsAre(ns, "web-a", nginxWiring(ns, "second", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web-b", nginxWiring(ns, "third", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "first gone", func() error {
+	testenv.Eventually(t, 10*time.Second, "handed over", annotationsAre(ns, "web-a", nginxWiring(ns, "second", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web-b", nginxWiring(ns, "third", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "first gone", func() error {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "first"}, &authv1alpha1.JWTPolicy{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -167,7 +168,7 @@ func TestManagerRestart(t *testing.T) {
 		return fmt.Errorf("still there (%v)", err)
 	})
 	for _, name := range []string{"second", "third"} {
-		eventually(t, 10*time.Second, name+" Ready", conditionIs(ns, name, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+		testenv.Eventually(t, 10*time.Second, name+" Ready", conditionIs(ns, name, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 		if m2.store.Load().Get(ns, name) == nil {
 			t.Errorf("%s not served", name)
 		}
@@ -221,8 +222,8 @@ func TestTwoManagers(t *testing.T) {
 
 	create(t, ingressFixture(ns, "web", ptr.To(nginxClass), nil))
 	create(t, policyFixture(ns, "orders"))
-	eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
-	eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "wired", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject")))
 	tok := idp.MustToken("RS256", idp.Claims("alice", time.Now()))
 	for _, h := range []*harness{leader, follower} {
 		h.waitDecision(t, ns, "orders", tok, true, "")
@@ -239,8 +240,8 @@ func TestTwoManagers(t *testing.T) {
 	update(t, getPolicy(t, ns, "orders"), func(p *authv1alpha1.JWTPolicy) {
 		p.Spec.ForwardClaims = append(p.Spec.ForwardClaims, authv1alpha1.ForwardClaim{Claim: "aud", Header: "X-Auth-Audience"})
 	})
-	eventually(t, 15*time.Second, "re-wired by the new leader", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience")))
-	eventually(t, 10*time.Second, "observed by the new leader", func() error {
+	testenv.Eventually(t, 15*time.Second, "re-wired by the new leader", annotationsAre(ns, "web", nginxWiring(ns, "orders", "X-Auth-Subject,X-Auth-Audience")))
+	testenv.Eventually(t, 10*time.Second, "observed by the new leader", func() error {
 		p := getPolicy(t, ns, "orders")
 		if p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("observedGeneration %d of %d", p.Status.ObservedGeneration, p.Generation)
@@ -271,17 +272,17 @@ func TestIngressClassResolution(t *testing.T) {
 	create(t, legacy)
 	create(t, ingressFixture(ns, "defaulted", nil, nil))
 	create(t, policyFixture(ns, "orders"))
-	eventually(t, 10*time.Second, "default class: nginx", annotationsAre(ns, "defaulted", nginxWiring(ns, "orders", "X-Auth-Subject")))
-	eventually(t, 10*time.Second, "legacy annotation: traefik", annotationsAre(ns, "legacy",
+	testenv.Eventually(t, 10*time.Second, "default class: nginx", annotationsAre(ns, "defaulted", nginxWiring(ns, "orders", "X-Auth-Subject")))
+	testenv.Eventually(t, 10*time.Second, "legacy annotation: traefik", annotationsAre(ns, "legacy",
 		merged(traefikWiring(ns, "orders", ""), map[string]string{wiring.AnnotationLegacyIngressClass: "traefik"})))
-	eventually(t, 10*time.Second, "two bound", func() error {
+	testenv.Eventually(t, 10*time.Second, "two bound", func() error {
 		if n := getPolicy(t, ns, "orders").Status.BoundIngresses; n != 2 {
 			return fmt.Errorf("boundIngresses %d", n)
 		}
 		return nil
 	})
 	// One Wired Event per pass names the Ingresses it wired.
-	eventually(t, 10*time.Second, "Wired events", func() error {
+	testenv.Eventually(t, 10*time.Second, "Wired events", func() error {
 		var evs corev1.EventList // the core/v1 view of events.k8s.io Events
 		if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
 			return err
@@ -310,7 +311,7 @@ func TestBuilderRecompilesOnlyWhatChanged(t *testing.T) {
 	create(t, policyFixture(ns, "one"))
 	create(t, policyFixture(ns, "two"))
 	for _, n := range []string{"one", "two"} {
-		eventually(t, 10*time.Second, n+" Ready", conditionIs(ns, n, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+		testenv.Eventually(t, 10*time.Second, n+" Ready", conditionIs(ns, n, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 	}
 	snap := h.store.Load()
 	one, two := snap.Get(ns, "one"), snap.Get(ns, "two")
@@ -320,13 +321,13 @@ func TestBuilderRecompilesOnlyWhatChanged(t *testing.T) {
 	published := h.builder.Publishes()
 
 	update(t, getPolicy(t, ns, "one"), func(p *authv1alpha1.JWTPolicy) { p.Spec.PublicPaths = []string{"/healthz"} })
-	eventually(t, 10*time.Second, "one recompiled", func() error {
+	testenv.Eventually(t, 10*time.Second, "one recompiled", func() error {
 		if h.store.Load().Get(ns, "one") == one {
 			return fmt.Errorf("old compile still served")
 		}
 		return nil
 	})
-	eventually(t, 10*time.Second, "status observed", func() error {
+	testenv.Eventually(t, 10*time.Second, "status observed", func() error {
 		p := getPolicy(t, ns, "one")
 		if p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("observedGeneration %d of %d", p.Status.ObservedGeneration, p.Generation)

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/internal/wiring"
 )
 
@@ -42,17 +43,17 @@ func TestGuardedLabel(t *testing.T) {
 	}
 	create(t, policyFixture(ns, "a"))
 	create(t, policyFixture(ns, "b"))
-	eventually(t, 10*time.Second, "labelled", guardedLabelIs(ns, true))
+	testenv.Eventually(t, 10*time.Second, "labelled", guardedLabelIs(ns, true))
 
 	update(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, func(n *corev1.Namespace) {
 		delete(n.Labels, wiring.LabelGuarded)
 	})
-	eventually(t, 10*time.Second, "label put back", guardedLabelIs(ns, true))
+	testenv.Eventually(t, 10*time.Second, "label put back", guardedLabelIs(ns, true))
 
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "a")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "policy a gone", func() error {
+	testenv.Eventually(t, 10*time.Second, "policy a gone", func() error {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "a"}, &authv1alpha1.JWTPolicy{})
 		if err == nil {
 			return fmt.Errorf("still there")
@@ -69,7 +70,7 @@ func TestGuardedLabel(t *testing.T) {
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "b")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "claimguard's finalizer removed", func() error {
+	testenv.Eventually(t, 10*time.Second, "claimguard's finalizer removed", func() error {
 		if p := getPolicy(t, ns, "b"); len(p.Finalizers) != 1 {
 			return fmt.Errorf("finalizers %v", p.Finalizers)
 		}
@@ -80,5 +81,5 @@ func TestGuardedLabel(t *testing.T) {
 		t.Fatalf("policy b is being deleted: %v", err)
 	}
 	update(t, getPolicy(t, ns, "b"), func(p *authv1alpha1.JWTPolicy) { p.Finalizers = nil })
-	eventually(t, 10*time.Second, "label removed with the last policy", guardedLabelIs(ns, false))
+	testenv.Eventually(t, 10*time.Second, "label removed with the last policy", guardedLabelIs(ns, false))
 }

@@ -185,22 +185,6 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-// eventually polls cond every 50ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // policyFixture builds a JWTPolicy from modifiers.
 func policyFixture(ns, name string, mods ...func(*authv1alpha1.JWTPolicy)) *authv1alpha1.JWTPolicy {
 	p := &authv1alpha1.JWTPolicy{
@@ -321,7 +305,7 @@ func (h *harness) decide(ns, name, token string) (policy.Decision, error) {
 // wantAllowed waits until a token is allowed (or, allowed=false, denied with reason).
 func (h *harness) waitDecision(t *testing.T, ns, name, token string, allowed bool, reason policy.Reason) {
 	t.Helper()
-	eventually(t, 10*time.Second, "decision", func() error {
+	testenv.Eventually(t, 10*time.Second, "decision", func() error {
 		d, err := h.decide(ns, name, token)
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 var traefikCRDOnce sync.Once
@@ -90,8 +91,8 @@ func TestTraefikCRDInstalledLater(t *testing.T) {
 	create(t, ing)
 	create(t, policyFixture(ns, "orders"))
 
-	eventually(t, 10*time.Second, "MiddlewareCRDMissing", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonMiddlewareCRDMissing))
-	eventually(t, 5*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
+	testenv.Eventually(t, 10*time.Second, "MiddlewareCRDMissing", conditionIs(ns, "orders", authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonMiddlewareCRDMissing))
+	testenv.Eventually(t, 5*time.Second, "Ready False", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
 	if err := annotationsAre(ns, "route", map[string]string{AnnotationTraefikRouterMiddlewares: userMW})(); err != nil {
 		t.Fatalf("touched without the CRD: %v", err)
 	}
@@ -101,9 +102,9 @@ func TestTraefikCRDInstalledLater(t *testing.T) {
 	}
 
 	installTraefikCRD(t)
-	eventually(t, 15*time.Second, "wired after the CRD appeared", annotationsAre(ns, "route", traefikWiring(ns, "orders", userMW)))
-	eventually(t, 5*time.Second, "Middleware", middlewareIs(ns, "orders", []string{"X-Auth-Subject"}))
-	eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 15*time.Second, "wired after the CRD appeared", annotationsAre(ns, "route", traefikWiring(ns, "orders", userMW)))
+	testenv.Eventually(t, 5*time.Second, "Middleware", middlewareIs(ns, "orders", []string{"X-Auth-Subject"}))
+	testenv.Eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 }
 
 // TestTraefikWiring runs with the CRD present from the start.
@@ -119,9 +120,9 @@ func TestTraefikWiring(t *testing.T) {
 	create(t, ing)
 	create(t, policyFixture(ns, "orders", withSelector(map[string]string{"app": "route"})))
 
-	eventually(t, 10*time.Second, "wired, claimguard first", annotationsAre(ns, "route", traefikWiring(ns, "orders", userMW)))
-	eventually(t, 5*time.Second, "Middleware", middlewareIs(ns, "orders", []string{"X-Auth-Subject"}))
-	eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
+	testenv.Eventually(t, 10*time.Second, "wired, claimguard first", annotationsAre(ns, "route", traefikWiring(ns, "orders", userMW)))
+	testenv.Eventually(t, 5*time.Second, "Middleware", middlewareIs(ns, "orders", []string{"X-Auth-Subject"}))
+	testenv.Eventually(t, 5*time.Second, "Ready", conditionIs(ns, "orders", authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonCompiled))
 
 	// The Middleware is deleted by hand: it comes back.
 	mw, err := getMiddleware(ns, MiddlewareName("orders"))
@@ -131,7 +132,7 @@ func TestTraefikWiring(t *testing.T) {
 	if err := env.Client.Delete(ctx, mw); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "Middleware restored", func() error {
+	testenv.Eventually(t, 10*time.Second, "Middleware restored", func() error {
 		u, err := getMiddleware(ns, MiddlewareName("orders"))
 		if err != nil {
 			return err
@@ -146,14 +147,14 @@ func TestTraefikWiring(t *testing.T) {
 	update(t, getIngress(t, ns, "route"), func(i *networkingv1.Ingress) {
 		i.Annotations[AnnotationTraefikRouterMiddlewares] = ns + "-auth@kubernetescrd"
 	})
-	eventually(t, 10*time.Second, "re-wired first", annotationsAre(ns, "route", traefikWiring(ns, "orders", ns+"-auth@kubernetescrd")))
+	testenv.Eventually(t, 10*time.Second, "re-wired first", annotationsAre(ns, "route", traefikWiring(ns, "orders", ns+"-auth@kubernetescrd")))
 
 	// The Ingress moves to ingress-nginx: nginx wiring, the user's middlewares stay, the
 	// unused Middleware goes.
 	update(t, getIngress(t, ns, "route"), func(i *networkingv1.Ingress) { i.Spec.IngressClassName = ptr.To(nginxClass) })
-	eventually(t, 10*time.Second, "nginx wiring", annotationsAre(ns, "route",
+	testenv.Eventually(t, 10*time.Second, "nginx wiring", annotationsAre(ns, "route",
 		merged(nginxWiring(ns, "orders", "X-Auth-Subject"), map[string]string{AnnotationTraefikRouterMiddlewares: ns + "-auth@kubernetescrd"})))
-	eventually(t, 10*time.Second, "Middleware deleted", func() error {
+	testenv.Eventually(t, 10*time.Second, "Middleware deleted", func() error {
 		if _, err := getMiddleware(ns, MiddlewareName("orders")); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("Middleware still there (%v)", err)
 		}
@@ -162,11 +163,11 @@ func TestTraefikWiring(t *testing.T) {
 
 	// Back to Traefik, then the policy is deleted: only the user's middlewares remain.
 	update(t, getIngress(t, ns, "route"), func(i *networkingv1.Ingress) { i.Spec.IngressClassName = ptr.To(traefikClass) })
-	eventually(t, 10*time.Second, "Traefik again", annotationsAre(ns, "route", traefikWiring(ns, "orders", ns+"-auth@kubernetescrd")))
+	testenv.Eventually(t, 10*time.Second, "Traefik again", annotationsAre(ns, "route", traefikWiring(ns, "orders", ns+"-auth@kubernetescrd")))
 	if err := env.Client.Delete(ctx, getPolicy(t, ns, "orders")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "unwired", annotationsAre(ns, "route", map[string]string{AnnotationTraefikRouterMiddlewares: ns + "-auth@kubernetescrd"}))
+	testenv.Eventually(t, 10*time.Second, "unwired", annotationsAre(ns, "route", map[string]string{AnnotationTraefikRouterMiddlewares: ns + "-auth@kubernetescrd"}))
 }
 
 // TestTraefikWiringFailed: a Middleware that the API server refuses (its name would exceed
@@ -179,8 +180,8 @@ func TestTraefikWiringFailed(t *testing.T) {
 	name := strings.Repeat("p", 250)
 	create(t, ingressFixture(ns, "route", ptr.To(traefikClass), nil))
 	create(t, policyFixture(ns, name))
-	eventually(t, 10*time.Second, "WiringFailed", conditionIs(ns, name, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed))
-	eventually(t, 5*time.Second, "Ready False", conditionIs(ns, name, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
+	testenv.Eventually(t, 10*time.Second, "WiringFailed", conditionIs(ns, name, authv1alpha1.ConditionIngressesWired, metav1.ConditionFalse, authv1alpha1.ReasonWiringFailed))
+	testenv.Eventually(t, 5*time.Second, "Ready False", conditionIs(ns, name, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNotReady))
 	if err := annotationsAre(ns, "route", map[string]string{})(); err != nil {
 		t.Error(err)
 	}

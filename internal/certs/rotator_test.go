@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/claimguard/claimguard/internal/certs"
+	"github.com/claimguard/claimguard/internal/testenv"
 )
 
 // admit asks the API server for a dry-run ConfigMap in the guarded namespace, which calls the
@@ -67,14 +68,14 @@ func TestIssueInjectServe(t *testing.T) {
 	// The API server picks a new webhook configuration up from its own informer, a moment
 	// after the create: until then nothing calls the webhook. Once it does, with nothing
 	// serving, failurePolicy Fail refuses.
-	eventually(t, 10*time.Second, "a refusal while no webhook server runs (failurePolicy Fail)", func() error {
+	testenv.Eventually(t, 10*time.Second, "a refusal while no webhook server runs (failurePolicy Fail)", func() error {
 		if err := f.admit(false); err == nil {
 			return errors.New("admitted")
 		}
 		return nil
 	})
 	leader := f.start(t, f.options(), true)
-	eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
+	testenv.Eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
 	if err := f.admit(true); err == nil || !strings.Contains(err.Error(), "denied by the test webhook") {
 		t.Fatalf("the webhook was not asked: %v", err)
 	}
@@ -116,7 +117,7 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 func TestRestartKeepsCA(t *testing.T) {
 	f := newFixture(t)
 	first := f.start(t, f.options(), true)
-	eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
+	testenv.Eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
 	before := f.secret(t)
 	bundle := f.injected(t)
 	first.stop()
@@ -125,7 +126,7 @@ func TestRestartKeepsCA(t *testing.T) {
 	}
 
 	f.start(t, f.options(), true)
-	eventually(t, 20*time.Second, "admission after the restart", func() error { return f.admit(false) })
+	testenv.Eventually(t, 20*time.Second, "admission after the restart", func() error { return f.admit(false) })
 	after := f.secret(t)
 	for _, k := range []string{certs.KeyCACert, certs.KeyCAKey, certs.KeyCABundle, certs.KeyTLSCert} {
 		if !bytes.Equal(before.Data[k], after.Data[k]) {
@@ -145,7 +146,7 @@ func TestRotationWithoutFailedCalls(t *testing.T) {
 	o := f.options()
 	o.CALifetime, o.CertLifetime, o.PropagationDelay = 10*time.Second, 4*time.Second, time.Second
 	f.start(t, o, true)
-	eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
+	testenv.Eventually(t, 20*time.Second, "admission through the webhook", func() error { return f.admit(false) })
 
 	var (
 		calls    atomic.Int64

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -141,8 +141,8 @@ func TestManagerProcess(t *testing.T) {
 		"--webhook-service-namespace", "default",
 		"--webhook-cert-secret", "claimguard-test-process-cert",
 	)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,29 +162,19 @@ func TestManagerProcess(t *testing.T) {
 
 	ctx := context.Background()
 	lease := &coordinationv1.Lease{}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: leaseName}, lease)
-		if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
-			break
+	if _, err := testenv.Poll(30*time.Second, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: leaseName}, lease); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("manager did not take the Lease: %v\n%s", err, logs.String())
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			return errors.New("no holder")
 		}
-		time.Sleep(200 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("manager did not take the Lease: %v\n%s", err, logs.String())
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("manager exited with %v after SIGTERM:\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("manager did not stop within 30s of SIGTERM:\n%s", logs.String())
-	}
+	stopManager(t, cmd, logs, exited)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: leaseName}, lease); err != nil {
 		t.Fatal(err)
 	}

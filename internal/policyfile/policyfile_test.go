@@ -374,6 +374,24 @@ func (r *recorder) last() *store.Snapshot {
 	return r.snaps[len(r.snaps)-1]
 }
 
+// runWatcher loads w's file and runs w until the test ends, failing the test when either
+// fails.
+func runWatcher(t *testing.T, w *Watcher) {
+	t.Helper()
+	if err := w.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -416,18 +434,7 @@ func TestWatcher(t *testing.T) {
 		Debounce: 50 * time.Millisecond,
 		Poll:     200 * time.Millisecond,
 	}
-	if err := w.Load(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runWatcher(t, w)
 
 	testenv.WriteAtomic(t, file, policyDoc("shop", "a", "")+"---\n"+hmacDoc("shop", "hs")+"---\n"+policyDoc("shop", "b", ""))
 	waitFor(t, "the edit to be published", func() bool { return rec.count() == 2 })

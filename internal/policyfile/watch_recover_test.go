@@ -1,7 +1,6 @@
 package policyfile
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -34,18 +33,7 @@ func TestWatcherRecoversToSameContent(t *testing.T) {
 		Debounce: 50 * time.Millisecond,
 		Poll:     200 * time.Millisecond,
 	}
-	if err := w.Load(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runWatcher(t, w)
 	got := func() []error {
 		mu.Lock()
 		defer mu.Unlock()

@@ -182,18 +182,11 @@ func getThrough(t *testing.T, proxyURL, token string) proxyAnswer {
 	return a
 }
 
+// waitFor is testenv.Eventually with the manager's log in the failure.
 func waitFor(t *testing.T, timeout time.Duration, what string, logs fmt.Stringer, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v\nmanager log:\n%s", what, timeout, err, logs)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if _, err := testenv.Poll(timeout, cond); err != nil {
+		t.Fatalf("%s: not within %s: %v\nmanager log:\n%s", what, timeout, err, logs)
 	}
 }
 

@@ -92,22 +92,11 @@ func tail(s string, n int) string {
 	return "...\n" + s[len(s)-n:]
 }
 
-// waitFor polls cond every 100ms until it returns nil, and fails the test with the last error
-// after timeout. It returns how long it waited.
+// waitFor is testenv.Eventually: it fails the test when cond is not true within timeout and
+// returns how long it waited.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testenv.Eventually(t, timeout, what, cond)
 }
 
 // httpClient is shared by the checks; keep-alive like a proxy's auth connection pool.

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	authv1alpha1 "github.com/claimguard/claimguard/api/v1alpha1"
+	"github.com/claimguard/claimguard/internal/testenv"
 	"github.com/claimguard/claimguard/internal/wiring"
 )
 
@@ -226,7 +227,7 @@ func TestExistingBypassWarns(t *testing.T) {
 	p.Namespace = ns
 	create(t, p)
 	waitGuarded(t, ns)
-	eventually(t, 10*time.Second, "wired by the reconciler", func() error {
+	testenv.Eventually(t, 10*time.Second, "wired by the reconciler", func() error {
 		if got := getIngress(t, env.Client, ns, "legacy").Annotations[wiring.AnnotationPolicy]; got != "orders" {
 			return fmt.Errorf("policy annotation %q", got)
 		}
@@ -257,7 +258,7 @@ func TestReconcilerWritesPassTheGuard(t *testing.T) {
 		t.Fatalf("wired to %q at admission, want the oldest policy", got)
 	}
 	deletePolicy(t, ns, "first")
-	eventually(t, 10*time.Second, "handed over", func() error {
+	testenv.Eventually(t, 10*time.Second, "handed over", func() error {
 		got := getIngress(t, env.Client, ns, "web").Annotations
 		if d := cmp.Diff(nginxWiring(ns, "second"), got); d != "" {
 			return fmt.Errorf("(-want +got):\n%s", d)
@@ -265,7 +266,7 @@ func TestReconcilerWritesPassTheGuard(t *testing.T) {
 		return nil
 	})
 	deletePolicy(t, ns, "second")
-	eventually(t, 10*time.Second, "unwired", func() error {
+	testenv.Eventually(t, 10*time.Second, "unwired", func() error {
 		if got := getIngress(t, env.Client, ns, "web").Annotations; len(got) != 0 {
 			return fmt.Errorf("annotations %v", got)
 		}
@@ -356,7 +357,7 @@ func TestExemption(t *testing.T) {
 	})
 	bind(t, ns, "ClusterRole", "claimguard-exempt-"+ns, "tenant-"+ns)
 	create(t, ingressFixture(ns, "api", nginxClass, nil))
-	eventually(t, 5*time.Second, "exempted by the tenant with the ClusterRole", func() error { return tryUpdate(tenant, ns, "api", exempt) })
+	testenv.Eventually(t, 5*time.Second, "exempted by the tenant with the ClusterRole", func() error { return tryUpdate(tenant, ns, "api", exempt) })
 
 	// An exempt namespace (an administrator's label): not guarded at all.
 	ns2 := guardedNamespace(t, policyFixture("orders"))
@@ -368,7 +369,7 @@ func TestExemption(t *testing.T) {
 		t.Fatal("the guard let a bypass through before the namespace was exempt")
 	}
 	labelNamespace(t, ns2, wiring.LabelExempt, "true")
-	eventually(t, 5*time.Second, "a bypass in an exempt namespace", func() error { return tryUpdate(tenant2, ns2, "web", bypass) })
+	testenv.Eventually(t, 5*time.Second, "a bypass in an exempt namespace", func() error { return tryUpdate(tenant2, ns2, "web", bypass) })
 }
 
 // TestTrustedServiceAccount: claimguard's own service account (here a user of that name who
@@ -433,7 +434,7 @@ func TestOutageScope(t *testing.T) {
 
 func waitGuarded(t *testing.T, ns string) {
 	t.Helper()
-	eventually(t, 10*time.Second, "namespace labelled guarded", func() error {
+	testenv.Eventually(t, 10*time.Second, "namespace labelled guarded", func() error {
 		n := &corev1.Namespace{}
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: ns}, n); err != nil {
 			return err

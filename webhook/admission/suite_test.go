@@ -296,21 +296,6 @@ func tryUpdate(c client.Client, ns, name string, mutate func(*networkingv1.Ingre
 	return errors.New("conflicts")
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // kubectl runs the real kubectl against the test API server, with stdin, and returns its
 // stdout, stderr and error.
 func kubectl(t *testing.T, stdin string, args ...string) (string, string, error) {

@@ -89,6 +89,8 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 	start := time.Now()
 	v := s.current()
 	ns, name, suffix, ok := splitAuthzPath(path)
+	req := policy.Request{Header: r.Header}
+	req.Path, req.PathConflict = requestPath(r.Header, suffix)
 	var e *entry
 	if ok {
 		k := store.Key{Namespace: ns, Name: name}
@@ -97,13 +99,11 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 		}
 	}
 	if e == nil || e.policy == nil {
-		s.deny(w, r, e, &notFoundDecision, path)
+		s.denyUnknown(w, r, e, &req, path, ns, name, ok)
 		s.metrics.duration.Observe(time.Since(start).Seconds())
 		return
 	}
 
-	req := policy.Request{Header: r.Header}
-	req.Path, req.PathConflict = requestPath(r.Header, suffix)
 	d := e.policy.Decide(&req)
 
 	switch {
@@ -114,7 +114,7 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 		w.Header()[hdrAudit] = reasonValues[d.Reason]
 		w.WriteHeader(http.StatusOK)
 		e.counter(true, d.Reason).Inc()
-		s.logDecision(r, e, &d, "Audit mode: request would have been denied")
+		s.logDecision(r, e, &d, &req, "Audit mode: request would have been denied")
 	case d.Allowed:
 		if len(d.Headers) > 0 {
 			h := w.Header()
@@ -132,16 +132,18 @@ func (s *Server) serveAuthz(w http.ResponseWriter, r *http.Request, path string)
 			}
 		}
 	default:
-		s.deny(w, r, e, &d, "")
+		s.deny(w, e, &d)
+		s.logDecision(r, e, &d, &req, "Request denied")
 	}
 	s.metrics.duration.Observe(time.Since(start).Seconds())
 }
 
 // deny writes a 401 or 403: the RFC 6750 challenge, the reason code in
 // X-Claimguard-Reason (for proxies that relay the auth response, such as
-// Traefik and Caddy) and a one-line text body. None of it can hold the token:
-// descriptions come from the engine, which never echoes token material.
-func (s *Server) deny(w http.ResponseWriter, r *http.Request, e *entry, d *policy.Decision, rawPath string) {
+// Traefik and Caddy) and a one-line text body, and counts it. None of it can
+// hold the token: descriptions come from the engine, which never echoes token
+// material. e is nil for an unknown policy.
+func (s *Server) deny(w http.ResponseWriter, e *entry, d *policy.Decision) {
 	h := w.Header()
 	if d.WWWAuthenticate != "" {
 		h[hdrWWWAuth] = []string{d.WWWAuthenticate}
@@ -161,34 +163,44 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, e *entry, d *polic
 	}
 	body = append(body, '\n')
 	_, _ = w.Write(body)
-
 	if e != nil {
 		e.counter(false, d.Reason).Inc()
-		s.logDecision(r, e, d, "Request denied")
+	} else {
+		s.metrics.unknown.Inc()
+	}
+}
+
+// denyUnknown answers a request for a policy that is not served (or an
+// endpoint path that names none: named false) with policy_not_found. An invalid policy
+// (e without a compiled policy) is logged as a denial of that policy; an
+// unknown one with the endpoint path it asked for.
+func (s *Server) denyUnknown(w http.ResponseWriter, r *http.Request, e *entry, req *policy.Request, rawPath, ns, name string, named bool) {
+	if e != nil {
+		s.deny(w, e, &notFoundDecision)
+		s.logDecision(r, e, &notFoundDecision, req, "Request denied")
 		return
 	}
-	s.metrics.unknown.Inc()
+	s.deny(w, nil, &notFoundDecision)
+	d := &notFoundDecision
 	kv := []any{"reason", d.Reason, "status", d.Status, "requestID", requestID(r.Header),
 		"method", originalMethod(r), "host", originalHost(r.Header)}
-	if ns, name, _, ok := splitAuthzPath(rawPath); ok {
+	if named {
 		kv = append(kv, "JWTPolicy", ns+"/"+name)
 	} else {
 		kv = append(kv, "authzPath", logPath(rawPath))
 	}
-	p, _ := OriginalPath(r.Header)
-	kv = append(kv, "path", logPath(p))
+	kv = append(kv, "path", logPath(req.Path))
 	s.log.Info("Request denied: unknown policy", kv...)
 }
 
 // logDecision writes the one line of a denial (or an Audit would-be denial):
 // reason, policy, request id and the original request, never the token or a
 // claim value.
-func (s *Server) logDecision(r *http.Request, e *entry, d *policy.Decision, msg string) {
-	p, conflict := OriginalPath(r.Header)
+func (s *Server) logDecision(r *http.Request, e *entry, d *policy.Decision, req *policy.Request, msg string) {
 	kv := []any{"reason", d.Reason, "status", d.Reason.Status(), "JWTPolicy", e.key.String(),
 		"requestID", requestID(r.Header), "method", originalMethod(r), "host", originalHost(r.Header),
-		"path", logPath(p)}
-	if conflict {
+		"path", logPath(req.Path)}
+	if req.PathConflict {
 		kv = append(kv, "pathConflict", true)
 	}
 	if d.Description != "" {
