@@ -37,7 +37,9 @@ while IFS= read -r file; do
     found=$((found + 1))
     n=$(($(execs_for "$target") * scale))
     echo "fuzz $pkg $target for $n inputs" >&2
-    go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "${n}x" -parallel 2
+    # go test's own -timeout (10m by default) would cut a long run short;
+    # 5 minutes per FUZZSCALE still stops a wedged one.
+    go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "${n}x" -parallel 2 -timeout "$((scale * 5))m"
   done
 done < <(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz' 2>/dev/null | sort)
 echo "fuzz: $found targets ran clean" >&2
